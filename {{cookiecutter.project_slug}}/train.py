@@ -1,0 +1,459 @@
+{% set causal = cookiecutter.task == "causal-lm" %}
+"""Train a {{ cookiecutter.task }} model with an explicit Hugging Face Accelerate loop.
+
+    python train.py --config configs/debug.yaml              # a check in seconds, on a laptop
+    accelerate launch train.py --config configs/default.yaml  # 1 CPU or GPU
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml train.py  # N GPUs
+
+Reading order is execution order: small pure helpers, then train() step by step. Guarantees
+(README, tests/): accumulation and process count do not change the numbers, a killed run
+resumes exactly, and a checkpoint is complete or absent.
+"""
+
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import datasets
+{% if not causal %}
+import evaluate
+{% endif %}
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+{% if causal %}
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+{% else %}
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+{% endif %}
+from transformers.optimization import Adafactor
+
+from checkpoints import checkpoint_dirs, prepare_output_dir, save_checkpoint
+from config import UsageError, parse_args
+
+TASK = "{{ cookiecutter.task }}"
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizer threads + loader workers deadlock
+
+
+def lr_at(update, total, warmup, cfg):
+    """Learning rate of update `update` (0-based), as transformers' schedulers define it. A pure
+    function: exact for any accumulation, process count or resume point; nothing to checkpoint."""
+    if update < warmup:
+        return cfg.learning_rate * update / max(1, warmup)
+    progress = min(1.0, (update - warmup) / max(1, total - warmup))
+    if cfg.lr_scheduler_type == "linear":
+        return cfg.learning_rate * (1.0 - progress)
+    if cfg.lr_scheduler_type == "cosine":
+        return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.lr_scheduler_type == "cosine_with_restarts":
+        cycle_progress = (cfg.lr_num_cycles * progress) % 1.0 if progress < 1 else 1.0
+        return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * cycle_progress))
+    if cfg.lr_scheduler_type == "polynomial":
+        span = cfg.learning_rate - cfg.lr_end
+        return span * (1.0 - progress) ** cfg.lr_power + cfg.lr_end
+    return cfg.learning_rate  # constant, constant_with_warmup
+
+
+def epoch_micro_batches(num_samples, epoch, cfg, num_processes, process_index):
+    """This process's micro-batches (lists of sample indices) for one epoch.
+
+    All processes draw one permutation from (data_seed, epoch), cut it into global micro-batches
+    of batch size * num_processes and take every num_processes-th sample: 1 process with batch 2B
+    sees what 2 processes with batch B see together, and resume skips batches by index. A last
+    global batch smaller than the process count is dropped (each process needs a sample)."""
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(cfg.data_seed + epoch))
+    size = cfg.per_device_train_batch_size * num_processes
+    batches = [order[start : start + size].tolist() for start in range(0, num_samples, size)]
+    if len(batches[-1]) < num_processes:
+        batches.pop()
+    return [batch[process_index::num_processes] for batch in batches]
+
+
+def forward(model, batch):
+    """Each sample's summed cross-entropy, its number of targets (label tokens / labels), the logits."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+{% if causal %}
+    labels = batch["labels"][:, 1:]  # token t predicts token t + 1
+    losses = F.cross_entropy(
+        logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
+    )
+    return losses.view(labels.shape).sum(1), (labels != -100).sum(1), logits
+{% else %}
+    losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+    return losses, torch.ones_like(losses, dtype=torch.long), logits
+{% endif %}
+
+
+def is_due(strategy, every, step, epoch_end):
+    """Whether eval_strategy/save_strategy asks for work after this update."""
+    return (strategy == "steps" and step % every == 0) or (strategy == "epoch" and epoch_end)
+
+
+def load_raw_datasets(cfg):
+    """A DatasetDict with train and validation splits, from the hub or from local files."""
+    if cfg.dataset_name:
+        source, load = cfg.dataset_name, lambda: datasets.load_dataset(cfg.dataset_name, cfg.dataset_config_name)
+    else:
+        files = {"train": cfg.train_file}
+        if cfg.validation_file:
+            files["validation"] = cfg.validation_file
+        for path in files.values():
+            if not os.access(path, os.R_OK):
+                raise UsageError(f"Data file {path} does not exist or cannot be read.")
+        builder = FILE_BUILDERS.get(Path(cfg.train_file).suffix)
+        if builder is None:
+            raise UsageError(f"train_file {cfg.train_file} must end in {', '.join(FILE_BUILDERS)}.")
+        source, load = cfg.train_file, lambda: datasets.load_dataset(builder, data_files=files)
+    try:
+        raw = load()
+    except Exception as error:  # the datasets library raises many kinds; the user needs one line
+        raise UsageError(f"Could not load data from {source}: {str(error).splitlines()[0]}") from None
+    if "validation" not in raw:  # carve a held-out split, the same one on every run
+        raw = raw["train"].train_test_split(test_size=cfg.validation_split_percentage / 100, seed=cfg.seed)
+        raw["validation"] = raw.pop("test")
+    for name, limit in (("train", cfg.max_train_samples), ("validation", cfg.max_eval_samples)):
+        if len(raw[name]) == 0:
+            raise UsageError(f"The {name} split of {source} is empty.")
+        if limit is not None:
+            raw[name] = raw[name].select(range(min(limit, len(raw[name]))))
+    for column in [cfg.text_column_name{% if not causal %}, cfg.label_column_name{% endif %}]:
+        if column not in raw["train"].column_names:
+            raise UsageError(f"Column {column!r} is not in {source}; it has {raw['train'].column_names}.")
+    return raw
+
+
+def train(cfg):
+    # 1. Processes, output directory, seed ----------------------------------------------------
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        project_dir=cfg.output_dir,
+        dynamo_backend="inductor" if cfg.torch_compile else "no",
+    )
+    if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
+        raise UsageError(
+            "The launcher started several processes but each would train alone: without GPUs, set "
+            "ACCELERATE_USE_CPU=true."
+        )
+    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    checkpoint = prepare_output_dir(cfg, accelerator, TASK)
+    set_seed(cfg.seed)
+
+    # 2. Data: load, tokenize once (cached by datasets), batch -------------------------------
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            cfg.tokenizer_name or cfg.model_name_or_path or cfg.config_name, trust_remote_code=cfg.trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise UsageError(f"Could not load the tokenizer: {str(error).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:  # GPT-style tokenizers have none; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    with accelerator.main_process_first():  # the main process tokenizes, the others read its cache
+        raw = load_raw_datasets(cfg)
+{% if causal %}
+        text = cfg.text_column_name
+
+        def tokenize(rows):
+            texts = [t for t in rows[text] if t and t.strip()]
+            if not cfg.packing:  # one text per sequence: the fine-tuning case
+                return {"input_ids": tokenizer(texts, truncation=True, max_length=cfg.block_size)["input_ids"]}
+            # Concatenate texts, EOS between them, and cut full blocks; the short tail is dropped.
+            stream = list(itertools.chain.from_iterable(ids + [tokenizer.eos_token_id] for ids in tokenizer(texts)["input_ids"]))
+            usable = len(stream) // cfg.block_size * cfg.block_size
+            return {"input_ids": [stream[i : i + cfg.block_size] for i in range(0, usable, cfg.block_size)]}
+{% else %}
+        text, label = cfg.text_column_name, cfg.label_column_name
+        label_names = sorted(raw["train"].unique(label))  # string or integer labels, mapped to ids
+        if isinstance(raw["train"].features[label], datasets.ClassLabel):
+            label_names = raw["train"].features[label].names
+        label_ids = {name: i for i, name in enumerate(label_names)}
+        unknown = set(raw["validation"].unique(label)) - set(label_ids)
+        if unknown:
+            raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")
+
+        def tokenize(rows):
+            encoded = tokenizer(rows[text], truncation=True, max_length=cfg.max_seq_length)
+            return {"input_ids": encoded["input_ids"], "labels": [label_ids[name] for name in rows[label]]}
+
+{% endif %}
+        tokenized = raw.map(
+            tokenize, batched=True, remove_columns=raw["train"].column_names, num_proc=cfg.preprocessing_num_workers
+        )
+    train_set, eval_set = tokenized["train"], tokenized["validation"]
+    for name, split in (("train", train_set), ("validation", eval_set)):
+        if len(split) < world:
+            raise UsageError(f"The {name} split has {len(split)} sequences after tokenization; too few to train.")
+
+    def collate(rows):
+        batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
+{% if causal %}
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # no loss on padding
+{% else %}
+        batch["labels"] = torch.tensor([row["labels"] for row in rows])
+{% endif %}
+        return batch
+
+    loader_options = {"collate_fn": collate, "num_workers": cfg.dataloader_num_workers, "pin_memory": device.type == "cuda"}
+    eval_loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, **loader_options)
+
+    # 3. Model: pretrained weights, or a fresh model from a config ---------------------------
+    model_id = cfg.model_name_or_path or cfg.config_name
+    try:
+{% if causal %}
+        model_config = AutoConfig.from_pretrained(model_id, trust_remote_code=cfg.trust_remote_code)
+        model_class = AutoModelForCausalLM
+{% else %}
+        model_config = AutoConfig.from_pretrained(model_id, trust_remote_code=cfg.trust_remote_code)
+        has_head = any(name.endswith("ForSequenceClassification") for name in model_config.architectures or [])
+        if cfg.model_name_or_path and has_head and model_config.num_labels != len(label_names):
+            raise UsageError(f"{model_id} has {model_config.num_labels} labels but the data has {len(label_names)}.")
+        model_config.num_labels = len(label_names)
+        model_config.id2label = {i: str(name) for i, name in enumerate(label_names)}  # saved with the model
+        model_config.label2id = {str(name): i for i, name in enumerate(label_names)}
+        model_config.pad_token_id = tokenizer.pad_token_id
+        model_class = AutoModelForSequenceClassification
+{% endif %}
+        if cfg.model_name_or_path:
+            model = model_class.from_pretrained(model_id, config=model_config, trust_remote_code=cfg.trust_remote_code)
+        else:
+            model = model_class.from_config(model_config, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"Could not load model {model_id}: {str(error).splitlines()[0]}") from None
+{% set length = "block_size" if causal else "max_seq_length" %}
+    if cfg.{{ length }} > getattr(model_config, "max_position_embeddings", math.inf):
+        raise UsageError(f"{{ length }}={cfg.{{ length }}} exceeds the model's {model_config.max_position_embeddings} positions.")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # 4. Optimizer: no weight decay on biases and norm weights (the 1-D parameters) ----------
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    if cfg.optim == "adamw":
+        betas, fused = (cfg.adam_beta1, cfg.adam_beta2), device.type == "cuda"
+        optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon, fused=fused)
+    elif cfg.optim == "adafactor":
+        optimizer = Adafactor(groups, lr=cfg.learning_rate, scale_parameter=False, relative_step=False)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate)
+    model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
+
+    # 5. Schedule: updates counted from this process's shard of the data ----------------------
+    k = cfg.gradient_accumulation_steps
+    micro_per_epoch = len(epoch_micro_batches(len(train_set), 0, cfg, world, rank))
+    updates_per_epoch = math.ceil(micro_per_epoch / k)  # an epoch's last update may hold < k
+    total_updates = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * updates_per_epoch)
+    warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * total_updates)
+    if warmup >= total_updates:
+        raise UsageError(f"Warmup ({warmup} updates) must be shorter than training ({total_updates} updates).")
+
+    # 6. State: fresh, or everything back from a checkpoint ----------------------------------
+    state = {
+        "task": TASK, "model": model_id, "global_step": 0, "epoch": 0, "batches_done": 0,
+        "best_metric": None, "best_step": None, "best_checkpoint": None,
+        "evals_without_improvement": 0, "skipped_updates": 0,
+    }  # fmt: skip
+    if checkpoint:
+        try:  # weights, optimizer, grad scaler, and each process's RNG state
+            accelerator.load_state(checkpoint)
+        except Exception as error:  # missing file, wrong shapes: the checkpoint is unusable
+            raise UsageError(f"Checkpoint {checkpoint} cannot be loaded: {str(error).splitlines()[0]}") from None
+        state.update(json.loads((checkpoint / "trainer_state.json").read_text()))
+        accelerator.print(f"Resumed from {checkpoint} at update {state['global_step']}.")
+    metrics_file = Path(cfg.output_dir, "metrics.jsonl")
+    if accelerator.is_main_process and metrics_file.exists():  # drop records the resumed run redoes
+        records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+        metrics_file.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= state["global_step"]))
+    accelerator.init_trackers(cfg.run_name, config={k: str(v) if v is None else v for k, v in vars(cfg).items()})
+{% if not causal %}
+    metric = evaluate.combine([str(Path(n).resolve()) if Path(n).is_dir() else n for n in cfg.metrics.split(",")])
+{% endif %}
+
+    def log(record):
+        if accelerator.is_main_process:
+            with metrics_file.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+        accelerator.log(record, step=record["step"])
+
+    @torch.no_grad()
+    def run_evaluation():
+        """Every sample counted once: gather_for_metrics drops the duplicates added to even out shards."""
+        model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        target_count = torch.zeros((), dtype=torch.long, device=device)
+{% if not causal %}
+        predictions, references = [], []
+{% endif %}
+        for batch in eval_loader:
+            losses, counts, logits = forward(model, batch)
+            losses, counts = accelerator.gather_for_metrics((losses, counts))
+            loss_sum += losses.double().sum()
+            target_count += counts.sum()
+{% if not causal %}
+            guesses, labels = accelerator.gather_for_metrics((logits.argmax(-1), batch["labels"]))
+            predictions += guesses.tolist()
+            references += labels.tolist()
+{% endif %}
+        model.train()
+        eval_loss = (loss_sum / target_count).item()  # token-weighted: the mean over every target
+{% if causal %}
+        return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0))}
+{% else %}
+        scores = metric.compute(predictions=predictions, references=references)
+        return {"eval_loss": eval_loss, **{f"eval_{name}": value for name, value in scores.items()}}
+{% endif %}
+
+    # 7. The loop: one optimizer update per window of k micro-batches --------------------------
+    stop_signals = []  # SLURM sends SIGTERM/SIGUSR1 before it kills a job
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, lambda received, frame: stop_signals.append(received))
+    fp16 = cfg.mixed_precision == "fp16"  # fp16 overflows are normal: the grad scaler skips those updates
+    logged = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, tokens, samples since last log
+    logged_updates, first_bad_update, stop_reason = 0, torch.tensor(-1, device=device), None
+    window_start = time.perf_counter()
+    progress = tqdm(total=total_updates, initial=state["global_step"], disable=not accelerator.is_local_main_process)
+    model.train()
+    while state["global_step"] < total_updates and stop_reason is None:
+        batches = epoch_micro_batches(len(train_set), state["epoch"], cfg, world, rank)
+        # Resume skips the batches already done by index: no data is loaded to be thrown away.
+        micro_batches = iter(DataLoader(train_set, batch_sampler=batches[state["batches_done"] :], **loader_options))
+        while state["global_step"] < total_updates and stop_reason is None:
+            window = list(itertools.islice(micro_batches, k))
+            if not window:
+                break
+            # The update's loss is the mean over all of its targets, on all processes. Each
+            # micro-batch adds (its summed loss) / (targets in the update); the process count
+            # compensates for DDP averaging gradients over processes.
+{% if causal %}
+            targets = sum(int((batch["labels"][:, 1:] != -100).sum()) for batch in window)  # on CPU: no sync
+{% else %}
+            targets = sum(len(batch["labels"]) for batch in window)  # counted on CPU: no device sync
+{% endif %}
+            local_targets = torch.tensor(float(targets), device=device)
+            update_targets = accelerator.reduce(local_targets, "sum")
+            update_loss = torch.zeros((), device=device)
+            for i, batch in enumerate(window):
+                batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+                logged[1] += batch["attention_mask"].sum()
+                logged[2] += len(batch["input_ids"])
+                with accelerator.no_sync(model) if i < len(window) - 1 else nullcontext():
+                    losses, _, _ = forward(model, batch)
+                    loss = losses.sum() * world / update_targets
+                    accelerator.backward(loss)
+                update_loss += loss.detach() / world
+            update_loss = accelerator.reduce(update_loss, "sum")
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
+            learning_rate = lr_at(state["global_step"], total_updates, warmup, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
+            finite = torch.isfinite(update_loss) & (torch.isfinite(grad_norm) | fp16)
+            if cfg.on_nonfinite == "skip" and not finite.item():  # the only per-update sync, opt-in
+                state["skipped_updates"] += 1
+            else:
+                optimizer.step()
+                first_bad_update = torch.where(~finite & (first_bad_update < 0), state["global_step"] + 1, first_bad_update)
+                logged[0] += update_loss
+                logged_updates += 1
+            optimizer.zero_grad(set_to_none=True)
+            state["global_step"] += 1
+            state["batches_done"] += len(window)
+            epoch_float = state["epoch"] + state["batches_done"] / len(batches)
+            epoch_end = state["batches_done"] == len(batches)
+            if epoch_end:
+                state["epoch"], state["batches_done"] = state["epoch"] + 1, 0
+            step, last = state["global_step"], state["global_step"] == total_updates
+            progress.update(1)
+
+            log_now = step % cfg.logging_steps == 0 or last
+            eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end)
+            save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end)
+            if stop_signals or world > 1:  # every process must stop at the same update
+                flag = accelerator.reduce(torch.tensor(len(stop_signals), device=device), "sum")
+                stop_reason = "a stop signal" if flag.item() > 0 else None
+
+            if log_now:  # the only regular device->host sync
+                loss_sum, tokens, samples = logged.tolist()
+                elapsed = time.perf_counter() - window_start
+                record = {
+                    "step": step, "epoch": round(epoch_float, 4), "loss": loss_sum / max(1, logged_updates),
+                    "learning_rate": learning_rate, "grad_norm": grad_norm.item(),
+                    "tokens_per_second": round(tokens * world / elapsed, 1),
+                    "samples_per_second": round(samples * world / elapsed, 1),
+                    "skipped_updates": state["skipped_updates"],
+                }  # fmt: skip
+                log(record)
+                progress.set_postfix(loss=f"{record['loss']:.4f}")
+                logged.zero_()
+                logged_updates, window_start = 0, time.perf_counter()
+            if (log_now or eval_now or save_now or stop_reason) and first_bad_update.item() >= 0:
+                good = checkpoint_dirs(cfg.output_dir)  # a diverged model is never checkpointed
+                raise UsageError(
+                    f"The loss or gradient norm became non-finite at update {first_bad_update.item()}; the last "
+                    f"good checkpoint is {good[-1] if good else 'none'}. Lower learning_rate, or set on_nonfinite=skip."
+                )
+
+            if eval_now:
+                scores = run_evaluation()
+                log({"step": step, "epoch": round(epoch_float, 4), **scores})
+                if cfg.metric_for_best_model not in scores:
+                    raise UsageError(f"metric_for_best_model {cfg.metric_for_best_model} is not in {sorted(scores)}.")
+                value, best = scores[cfg.metric_for_best_model], state["best_metric"]
+                if best is None or (value > best if cfg.greater_is_better else value < best):
+                    state.update(best_metric=value, best_step=step, evals_without_improvement=0)
+                else:
+                    state["evals_without_improvement"] += 1
+                if cfg.early_stopping_patience and state["evals_without_improvement"] >= cfg.early_stopping_patience:
+                    stop_reason = "early stopping"
+            if save_now or stop_reason == "a stop signal":
+                save_checkpoint(accelerator, cfg, state)  # weights, optimizer, scaler, RNG, state
+    progress.close()
+    if stop_reason == "a stop signal":
+        accelerator.print(f"Stopped by a signal after update {state['global_step']}; checkpoint saved.")
+        accelerator.end_training()
+        return
+
+    # 8. The final model: best or last weights, loadable with from_pretrained ----------------
+    if cfg.load_best_model_at_end and state["best_checkpoint"]:
+        accelerator.load_state(state["best_checkpoint"])
+        accelerator.print(f"Loaded the best model, {state['best_checkpoint']}.")
+    state_dict = accelerator.get_state_dict(model)  # collective under FSDP/DeepSpeed
+    if accelerator.is_main_process:
+        final, partial = Path(cfg.output_dir, "final"), Path(cfg.output_dir, ".tmp-final")
+        shutil.rmtree(partial, ignore_errors=True)
+        accelerator.unwrap_model(model, keep_torch_compile=False).save_pretrained(partial, state_dict=state_dict)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+    accelerator.wait_for_everyone()
+    accelerator.print(f"Done: {state['global_step']} updates; model saved to {cfg.output_dir}/final.")
+    accelerator.end_training()
+
+
+def main(argv):
+    cfg = None
+    try:
+        cfg = parse_args(argv)
+        train(cfg)
+    except UsageError as error:
+        if cfg is not None and cfg.debug:
+            raise
+        if os.environ.get("RANK", "0") == "0":  # one message, not one per process
+            print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
