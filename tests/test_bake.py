@@ -1,0 +1,308 @@
+"""Generate projects through the real cookiecutter CLI and check what comes out.
+
+Each case is baked once per session (about a second each); nothing here trains a model.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from conftest import DEFAULTS, TEMPLATE, offline_env, tool
+
+LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
+TASKS = ("causal-lm", "text-classification")
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+# Together these cover both tasks, every tracker, every mixed_precision, CI yes and no, the tiny
+# model, hub model ids, a local model directory, the sample data, hub datasets and local files.
+CASES = {
+    "causal-defaults": {},
+    "classification-defaults": {"task": "text-classification"},
+    "causal-hub": {
+        "task": "causal-lm",
+        "model": "gpt2",
+        "dataset": "roneneldan/TinyStories",
+        "tracker": "tensorboard",
+        "mixed_precision": "bf16",
+        "include_ci_workflow": "no",
+    },
+    "classification-csv": {
+        "task": "text-classification",
+        "model": "distilbert/distilbert-base-uncased",
+        "dataset": "data/my reviews.csv",
+        "tracker": "wandb",
+        "mixed_precision": "fp16",
+    },
+    "causal-local": {
+        "project_name": "Another Project",
+        "model": LOCAL_MODEL,
+        "dataset": "/data/corpus.txt",
+        "tracker": "mlflow",
+    },
+    "classification-hub": {
+        "project_name": "Sentiment",
+        "project_slug": "custom_slug",
+        "author": "Ada Lovelace",
+        "description": "Classify reviews.",
+        "task": "text-classification",
+        "model": "org/model.v2",
+        "dataset": "imdb",
+        "mixed_precision": "bf16",
+        "include_ci_workflow": "no",
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory):
+    """A local model directory (the tiny causal-lm config), for model=<path>."""
+    path = tmp_path_factory.mktemp("models") / "tiny-local"
+    shutil.copytree(TEMPLATE / "{{cookiecutter.project_slug}}" / "assets" / "causal-lm" / "tiny-model", path)
+    return str(path)
+
+
+@pytest.fixture(params=list(CASES), scope="session")
+def case(request, bake, local_model):
+    """(answers as given, all answers with defaults filled in, generated project path)."""
+    given = {key: local_model if value == LOCAL_MODEL else value for key, value in CASES[request.param].items()}
+    answers = {key: value[0] if isinstance(value, list) else value for key, value in DEFAULTS.items()}
+    answers.update(given)
+    if "project_slug" not in given:
+        answers["project_slug"] = answers["project_name"].lower().strip().replace(" ", "_").replace("-", "_")
+    return given, answers, bake(**given)
+
+
+def data_source(dataset):
+    if dataset == "sample":
+        return "sample"
+    return "file" if dataset.endswith((".csv", ".json", ".jsonl", ".parquet", ".txt")) else "hub"
+
+
+def generated_config(project, code="print(json.dumps(dataclasses.asdict(config.TrainConfig())))"):
+    """Run code in a fresh interpreter inside the project, with its config.py imported."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import dataclasses, json, config\n{code}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def text_files(project):
+    for path in sorted(project.rglob("*")):
+        if path.is_file():
+            try:
+                yield path, path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+
+
+def test_directory_is_named_after_the_slug(case):
+    _, answers, project = case
+    assert project.name == answers["project_slug"]
+
+
+def test_files_match_answers(case):
+    _, answers, project = case
+    task = answers["task"]
+    for name in ("train.py", "config.py", "checkpoints.py", "pyproject.toml", ".gitignore", ".cookiecutter.json"):
+        assert (project / name).is_file(), name
+    assert (project / "configs" / "default.yaml").is_file()
+    assert (project / "configs" / "debug.yaml").is_file()
+    assert (project / "assets" / task / "tiny-model" / "config.json").is_file()
+    assert (project / "assets" / task / "data" / "train.jsonl").is_file()
+    assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
+    if task == "text-classification":
+        assert (project / "metrics" / "accuracy" / "accuracy.py").is_file()
+        assert (project / "metrics" / "f1" / "f1.py").is_file()
+    else:
+        assert not (project / "metrics").exists()
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    if answers["include_ci_workflow"] == "yes":
+        assert workflow.is_file()
+        source = TEMPLATE / "{{cookiecutter.project_slug}}" / ".github" / "workflows" / "ci.yml"
+        assert workflow.read_text() == source.read_text(), "the workflow must be copied verbatim, not rendered"
+    else:
+        assert not (project / ".github").exists()
+
+
+def test_pyproject_matches_answers(case):
+    _, answers, project = case
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    meta = pyproject["project"]
+    assert meta["name"] == answers["project_slug"]
+    assert meta["description"] == answers["description"]
+    assert meta["authors"] == [{"name": answers["author"]}]
+    names = {dep.split(">")[0].split("=")[0].split("<")[0].strip() for dep in meta["dependencies"]}
+    assert {"torch", "transformers", "accelerate", "datasets", "evaluate"} <= names
+    wanted = TRACKER_PACKAGES.get(answers["tracker"])
+    assert names & set(TRACKER_PACKAGES.values()) == ({wanted} if wanted else set())
+    assert "ruff" in pyproject["tool"]
+
+
+def test_config_defaults_match_answers(case):
+    _, answers, project = case
+    task, source = answers["task"], data_source(answers["dataset"])
+    cfg = json.loads(generated_config(project))
+    assert cfg["model_name_or_path"] == (None if answers["model"] == "tiny" else answers["model"])
+    assert cfg["config_name"] == f"assets/{task}/tiny-model"
+    assert cfg["dataset_name"] == (answers["dataset"] if source == "hub" else None)
+    train_file = {"sample": f"assets/{task}/data/train.jsonl", "file": answers["dataset"], "hub": None}
+    assert cfg["train_file"] == train_file[source]
+    assert cfg["validation_file"] == (f"assets/{task}/data/validation.jsonl" if source == "sample" else None)
+    assert cfg["mixed_precision"] == answers["mixed_precision"]
+    assert cfg["report_to"] == answers["tracker"]
+    assert ("block_size" in cfg) == (task == "causal-lm")
+    assert ("label_column_name" in cfg) == (task == "text-classification")
+    if task == "text-classification":
+        for metric in cfg["metrics"].split(","):
+            assert (project / metric).is_dir(), metric
+    for default_path in (cfg["config_name"], cfg["train_file"], cfg["validation_file"]):
+        if default_path and default_path.startswith("assets/"):
+            assert (project / default_path).exists(), default_path
+
+
+def test_defaults_and_shipped_configs_pass_validation(case):
+    _, _, project = case
+    generated_config(
+        project,
+        "config.parse_args([])\n"
+        "config.parse_args(['--config', 'configs/default.yaml'])\n"
+        "config.parse_args(['--config', 'configs/debug.yaml'])",
+    )
+
+
+def test_cookiecutter_json_records_answers(case):
+    _, answers, project = case
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert recorded["_template_version"] == DEFAULTS["_template_version"]
+    for key, value in answers.items():
+        if not key.startswith("_"):
+            assert recorded[key] == value, key
+
+
+def test_no_unrendered_jinja(case):
+    _, _, project = case
+    for path, text in text_files(project):
+        if ".github" in path.relative_to(project).parts:
+            continue
+        for marker in ("{{", "{%", "{#"):
+            assert marker not in text, f"{marker} left in {path.relative_to(project)}"
+
+
+def test_ruff_clean(case):
+    _, _, project = case
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run([*tool("ruff"), *command], cwd=project, capture_output=True, text=True)
+        assert result.returncode == 0, f"ruff {' '.join(command)}:\n{result.stdout}{result.stderr}"
+
+
+def test_recorded_answers_replay_to_the_same_project(case, run_cookiecutter, cookiecutter_config, tmp_path):
+    """`.cookiecutter.json` holds what `cookiecutter --replay-file` needs under its "cookiecutter" key."""
+    _, _, project = case
+    replay = tmp_path / "replay.json"
+    replay.write_text(json.dumps({"cookiecutter": json.loads((project / ".cookiecutter.json").read_text())}))
+    result = subprocess.run(
+        [
+            *tool("cookiecutter"),
+            "--replay-file",
+            str(replay),
+            "--config-file",
+            str(cookiecutter_config),
+            "--output-dir",
+            str(tmp_path / "out"),
+            str(TEMPLATE),
+        ],
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    replayed = tmp_path / "out" / project.name
+    original = {p.relative_to(project): t for p, t in text_files(project) if p.name != ".cookiecutter.json"}
+    again = {p.relative_to(replayed): t for p, t in text_files(replayed) if p.name != ".cookiecutter.json"}
+    assert original == again
+
+
+def test_choices_through_the_cli_take_effect(bake):
+    project = bake(include_ci_workflow="no", task="text-classification")
+    assert not (project / ".github").exists()
+    assert (project / "metrics").is_dir()
+    assert sorted(p.name for p in (project / "assets").iterdir()) == ["text-classification"]
+    assert 'TASK = "text-classification"' in (project / "train.py").read_text()
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert (recorded["task"], recorded["include_ci_workflow"]) == ("text-classification", "no")
+
+
+def test_quotes_and_backslashes_cannot_inject_code(bake):
+    answers = {
+        "project_name": "Bob's \"Quoted\" \\ Trainer '''",
+        "project_slug": "bobs_trainer",
+        "description": 'He said "hi" \\ and \'\'\'; __import__("os").system("touch PWNED") #',
+        "author": "O'Brien \"\\\" ''' \\u0041",
+        "dataset": "data/it's \"quoted\" \\ '''.csv",
+    }
+    project = bake(**answers)
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert meta["description"] == answers["description"]
+    assert meta["authors"] == [{"name": answers["author"]}]
+    for path in project.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+    assert json.loads(generated_config(project))["train_file"] == answers["dataset"]
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert {key: recorded[key] for key in answers} == answers
+    assert not list(project.parent.rglob("PWNED"))
+
+
+BAD_ANSWERS = [
+    pytest.param({"project_slug": "My-Trainer"}, "The answer project_slug='My-Trainer'", id="bad-slug"),
+    pytest.param({"project_slug": "9lives"}, "The answer project_slug='9lives'", id="slug-starts-with-digit"),
+    pytest.param({"project_slug": "class"}, "The answer project_slug='class'", id="keyword-slug"),
+    pytest.param({"project_name": "My Trainer 2.0"}, "The answer project_slug='my_trainer_2.0'", id="derived-bad-slug"),
+    pytest.param({"project_name": "   ", "project_slug": "ok"}, "The answer project_name is empty", id="empty-name"),
+    pytest.param({"model": "not a model!"}, "The answer model='not a model!'", id="bad-model-id"),
+    pytest.param({"model": "/no/such/model"}, "The answer model='/no/such/model'", id="missing-model-dir"),
+    pytest.param({"dataset": "data/train.tsv"}, "The answer dataset='data/train.tsv'", id="bad-dataset-extension"),
+    pytest.param({"dataset": "train.CSV"}, "The answer dataset='train.CSV'", id="uppercase-dataset-extension"),
+    pytest.param({"dataset": "./data/train"}, "The answer dataset='./data/train'", id="dataset-path-without-extension"),
+    pytest.param({"dataset": "~/train.csv"}, "The answer dataset='~/train.csv'", id="dataset-tilde"),
+    pytest.param({"description": "line one\nline two"}, "The answer description='line one\\nline two'", id="newline"),
+    pytest.param({"author": "Ada\tLovelace"}, "The answer author='Ada\\tLovelace'", id="tab-in-author"),
+    pytest.param({"project_name": "My\rTrainer", "project_slug": "ok"}, "The answer project_name=", id="cr-in-name"),
+    pytest.param(
+        {"task": "translation"},
+        "translation provided for choice variable task, but the choices are",
+        id="unknown-task",
+    ),
+]
+
+
+@pytest.mark.parametrize(("answers", "sentence_start"), BAD_ANSWERS)
+def test_bad_answer_stops_with_one_sentence_and_leaves_nothing(answers, sentence_start, run_cookiecutter, tmp_path):
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    result = run_cookiecutter(output_dir, **answers)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if sentence_start in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].rstrip().endswith("."), lines[0]
+    assert list(output_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing_output_dir", [True, False], ids=["output-dir-exists", "output-dir-new"])
+def test_empty_name_with_derived_slug_leaves_nothing(existing_output_dir, run_cookiecutter, tmp_path):
+    """An empty name derives an empty slug, which makes the output directory the project."""
+    output_dir = tmp_path / "out"
+    if existing_output_dir:
+        output_dir.mkdir()
+    result = run_cookiecutter(output_dir, project_name="")
+    assert result.returncode != 0
+    assert not output_dir.exists() or list(output_dir.iterdir()) == []
