@@ -71,7 +71,7 @@ def problem(answers):
         return "The answer project_name is empty; give the project a human-readable name."
 
     slug = answers["project_slug"]
-    if not SLUG.fullmatch(slug) or keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
+    if not SLUG.fullmatch(slug) or keyword.iskeyword(slug):
         return (
             f"The answer project_slug={slug!r} is not a usable Python package name; use lowercase "
             "letters, digits and underscores, not starting with a digit and not a Python keyword "
