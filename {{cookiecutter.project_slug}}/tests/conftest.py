@@ -1,0 +1,166 @@
+"""Helpers that run the real train.py (through `accelerate launch` for several processes) on tiny
+settings and read back what it wrote. Nothing here mocks the training stack."""
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+PROJECT = Path(__file__).resolve().parents[1]
+TASK = "{{ cookiecutter.task }}"
+# Small, fast runs; each test adds what it varies. Dropout is off in the tiny model configs.
+TINY = {
+    "model_name_or_path": "null",
+    "config_name": f"assets/{TASK}/tiny-model",
+    "train_file": f"assets/{TASK}/data/train.jsonl",
+    "validation_file": f"assets/{TASK}/data/validation.jsonl",
+    "max_train_samples": 50,
+    "max_eval_samples": 45,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 4,
+    "num_train_epochs": 3,
+    "learning_rate": 3e-3,
+    "warmup_steps": 1,
+    "logging_steps": 1,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "mixed_precision": "no",
+    "report_to": "none",
+    "seed": 0,
+{% if cookiecutter.task == "causal-lm" %}
+    # One text per sequence: micro-batches hold different numbers of label tokens.
+    "packing": "false",
+    "block_size": 48,
+{% else %}
+    "max_seq_length": 48,
+{% endif %}
+}
+{% if cookiecutter.task == "causal-lm" %}
+DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+{% else %}
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+{% endif %}
+
+
+def command(processes):
+    if processes == 1:
+        return [sys.executable, "train.py"]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(29500 + os.getpid() % 1000), "train.py",
+    ]  # fmt: skip
+
+
+def environment(**extra):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true", **extra)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def arguments(output_dir, **options):
+    values = {**TINY, "output_dir": str(output_dir), **options}
+    return [f"--{name}={value}" for name, value in values.items()]
+
+
+def run_train(output_dir, processes=1, check=True, env=None, **options):
+    """Run train.py to completion; return the finished process (stdout and stderr captured)."""
+    result = subprocess.run(
+        command(processes) + arguments(output_dir, **options),
+        cwd=PROJECT, env=env or environment(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if check and result.returncode != 0:
+        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def run_config(config, output_dir, **options):
+    """Run train.py with a shipped config file alone (no tiny overrides), plus `options`."""
+    values = {"output_dir": output_dir, **options}
+    result = subprocess.run(
+        [sys.executable, "train.py", f"--config={config}"] + [f"--{k}={v}" for k, v in values.items()],
+        cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def start_train(output_dir, processes=1, **options):
+    """Start train.py in its own process group, so a test can signal or kill all its processes."""
+    return subprocess.Popen(
+        command(processes) + arguments(output_dir, **options),
+        cwd=PROJECT, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_for_step(process, output_dir, step, timeout=300):
+    """Wait until metrics.jsonl shows `step`, or the process ends; True if the step was reached."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if any(r["step"] >= step for r in train_records(output_dir)):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def kill_group(process, signum=signal.SIGKILL):
+    os.killpg(process.pid, signum)
+    process.wait(timeout=120)
+
+
+def records(output_dir):
+    path = Path(output_dir, "metrics.jsonl")
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.endswith("}")]  # a killed writer may leave half a line
+
+
+def train_records(output_dir):
+    return [r for r in records(output_dir) if "loss" in r]
+
+
+def eval_records(output_dir):
+    return [r for r in records(output_dir) if "eval_loss" in r]
+
+
+def losses(output_dir):
+    return {r["step"]: r["loss"] for r in train_records(output_dir)}
+
+
+def final_weights(output_dir):
+    return load_file(Path(output_dir, "final", "model.safetensors"))
+
+
+def assert_close_values(a, b, rel, what):
+    """Same keys, and every value equal within a relative tolerance."""
+    assert a.keys() == b.keys(), f"{what}: different keys {sorted(a)} vs {sorted(b)}"
+    for key in a:
+        assert math.isclose(a[key], b[key], rel_tol=rel, abs_tol=1e-12), f"{what} at {key}: {a[key]} vs {b[key]}"
+
+
+def assert_close_weights(a, b, rel):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=rel, atol=1e-7), f"parameter {name} differs"
+
+
+@pytest.fixture
+def model_with_dropout(tmp_path):
+    """A copy of the tiny model config with dropout on, so resume must restore the RNG too."""
+    target = tmp_path / "tiny-model-dropout"
+    shutil.copytree(PROJECT / "assets" / TASK / "tiny-model", target)
+    config = json.loads((target / "config.json").read_text())
+    config.update({key: 0.1 for key in DROPOUT_KEYS})
+    (target / "config.json").write_text(json.dumps(config))
+    return target
