@@ -78,4 +78,3 @@ def save_checkpoint(accelerator, cfg, state):
             for path in [path for path in complete if path not in keep][: max(0, excess)]:
                 shutil.rmtree(path)
     accelerator.wait_for_everyone()
-

@@ -132,9 +132,7 @@ class TrainConfig:
 {% endif %}
     save_strategy: str = opt("epoch", "When to checkpoint: no, steps or epoch.")
     save_steps: int = opt(500, "Checkpoint every N updates (save_strategy=steps).")
-    save_total_limit: int | None = opt(
-        None, "Keep at most N checkpoints; the best and the newest are always kept."
-    )
+    save_total_limit: int | None = opt(None, "Keep at most N checkpoints; the best and the newest are always kept.")
     load_best_model_at_end: bool = opt(False, "Save the best checkpoint's model as final/.")
     metric_for_best_model: str = opt("eval_loss", "Metric that decides the best checkpoint.")
     greater_is_better: bool | None = opt(None, "Default: false for *loss metrics, else true.")
@@ -145,9 +143,7 @@ class TrainConfig:
         None, "A checkpoint directory, or 'latest' (newest in output_dir/checkpoints)."
     )
     logging_steps: int = opt(10, "Log every N updates (loss is the mean over those N).")
-    report_to: str = opt(
-        "{{ cookiecutter.tracker }}", "Tracker: none, tensorboard, wandb or mlflow."
-    )
+    report_to: str = opt("{{ cookiecutter.tracker }}", "Tracker: none, tensorboard, wandb or mlflow.")
     run_name: str | None = opt(None, "Run name for the tracker; defaults to output_dir's name.")
     seed: int = opt(42, "Seed for model initialisation and dropout.")
     data_seed: int | None = opt(None, "Seed for data order; defaults to seed.")
@@ -325,11 +321,7 @@ def validate(cfg):
         raise UsageError("load_best_model_at_end and early_stopping_patience need an eval_strategy.")
     if cfg.load_best_model_at_end and cfg.save_strategy != cfg.eval_strategy:
         raise UsageError("load_best_model_at_end needs save_strategy equal to eval_strategy.")
-    if (
-        cfg.load_best_model_at_end
-        and cfg.save_strategy == "steps"
-        and cfg.save_steps % cfg.eval_steps
-    ):
+    if cfg.load_best_model_at_end and cfg.save_strategy == "steps" and cfg.save_steps % cfg.eval_steps:
         raise UsageError("load_best_model_at_end needs save_steps to be a multiple of eval_steps.")
     if not cfg.metric_for_best_model.startswith("eval_"):
         raise UsageError("Option metric_for_best_model must name an eval_ metric, e.g. eval_loss.")

@@ -169,9 +169,11 @@ def train(cfg):
             if not cfg.packing:  # one text per sequence: the fine-tuning case
                 return {"input_ids": tokenizer(texts, truncation=True, max_length=cfg.block_size)["input_ids"]}
             # Concatenate texts, EOS between them, and cut full blocks; the short tail is dropped.
-            stream = list(itertools.chain.from_iterable(ids + [tokenizer.eos_token_id] for ids in tokenizer(texts)["input_ids"]))
+            documents = [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts)["input_ids"]]
+            stream = list(itertools.chain.from_iterable(documents))
             usable = len(stream) // cfg.block_size * cfg.block_size
             return {"input_ids": [stream[i : i + cfg.block_size] for i in range(0, usable, cfg.block_size)]}
+
 {% else %}
         text, label = cfg.text_column_name, cfg.label_column_name
         label_names = sorted(raw["train"].unique(label))  # string or integer labels, mapped to ids
@@ -204,7 +206,8 @@ def train(cfg):
 {% endif %}
         return batch
 
-    loader_options = {"collate_fn": collate, "num_workers": cfg.dataloader_num_workers, "pin_memory": device.type == "cuda"}
+    loader_options = {"collate_fn": collate, "num_workers": cfg.dataloader_num_workers}
+    loader_options["pin_memory"] = device.type == "cuda"  # faster host-to-GPU copies
     eval_loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, **loader_options)
 
     # 3. Model: pretrained weights, or a fresh model from a config ---------------------------
@@ -232,7 +235,8 @@ def train(cfg):
         raise UsageError(f"Could not load model {model_id}: {str(error).splitlines()[0]}") from None
 {% set length = "block_size" if causal else "max_seq_length" %}
     if cfg.{{ length }} > getattr(model_config, "max_position_embeddings", math.inf):
-        raise UsageError(f"{{ length }}={cfg.{{ length }}} exceeds the model's {model_config.max_position_embeddings} positions.")
+        limit = model_config.max_position_embeddings
+        raise UsageError(f"{{ length }}={cfg.{{ length }}} exceeds the model's {limit} positions.")
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
@@ -328,8 +332,11 @@ def train(cfg):
     model.train()
     while state["global_step"] < total_updates and stop_reason is None:
         batches = epoch_micro_batches(len(train_set), state["epoch"], cfg, world, rank)
-        # Resume skips the batches already done by index: no data is loaded to be thrown away.
-        micro_batches = iter(DataLoader(train_set, batch_sampler=batches[state["batches_done"] :], **loader_options))
+        # Resume skips the batches already done by index: no data is loaded to be thrown away. The
+        # loader gets its own generator: drawing worker seeds from the global RNG would shift dropout.
+        generator = torch.Generator().manual_seed(cfg.data_seed + state["epoch"])
+        remaining = batches[state["batches_done"] :]
+        micro_batches = iter(DataLoader(train_set, batch_sampler=remaining, generator=generator, **loader_options))
         while state["global_step"] < total_updates and stop_reason is None:
             window = list(itertools.islice(micro_batches, k))
             if not window:
@@ -364,7 +371,8 @@ def train(cfg):
                 state["skipped_updates"] += 1
             else:
                 optimizer.step()
-                first_bad_update = torch.where(~finite & (first_bad_update < 0), state["global_step"] + 1, first_bad_update)
+                newly_bad = ~finite & (first_bad_update < 0)  # remembered on the device: no sync here
+                first_bad_update = torch.where(newly_bad, state["global_step"] + 1, first_bad_update)
                 logged[0] += update_loss
                 logged_updates += 1
             optimizer.zero_grad(set_to_none=True)

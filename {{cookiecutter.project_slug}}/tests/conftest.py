@@ -19,7 +19,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 TASK = "{{ cookiecutter.task }}"
 # Small, fast runs; each test adds what it varies. Dropout is off in the tiny model configs.
 TINY = {
-    "model_name_or_path": "null",
+    "model_name_or_path": "null",  # the embedded model and data, whatever the project defaults to
+    "dataset_name": "null",
     "config_name": f"assets/{TASK}/tiny-model",
     "train_file": f"assets/{TASK}/data/train.jsonl",
     "validation_file": f"assets/{TASK}/data/validation.jsonl",
@@ -29,6 +30,10 @@ TINY = {
     "per_device_eval_batch_size": 4,
     "num_train_epochs": 3,
     "learning_rate": 3e-3,
+    # Adam divides by sqrt(v): a weight whose true gradient is 0 (GPT-2's key bias: softmax ignores
+    # it) moves by +-lr on rounding noise alone. A larger epsilon keeps that noise from being
+    # amplified, so weight comparisons measure the training, not float summation order.
+    "adam_epsilon": 1e-4,
     "warmup_steps": 1,
     "logging_steps": 1,
     "eval_strategy": "no",

@@ -34,5 +34,5 @@ class Accuracy(evaluate.Metric):
     def _compute(self, predictions, references):
         if not references:
             return {"accuracy": 0.0}
-        correct = sum(int(p == r) for p, r in zip(predictions, references))
+        correct = sum(int(p == r) for p, r in zip(predictions, references, strict=True))
         return {"accuracy": correct / len(references)}

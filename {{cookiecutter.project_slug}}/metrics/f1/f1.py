@@ -38,9 +38,9 @@ class F1(evaluate.Metric):
             return {"f1": 0.0}
         scores = []
         for c in classes:
-            tp = sum(1 for p, r in zip(predictions, references) if p == c and r == c)
-            fp = sum(1 for p, r in zip(predictions, references) if p == c and r != c)
-            fn = sum(1 for p, r in zip(predictions, references) if p != c and r == c)
+            tp = sum(1 for p, r in zip(predictions, references, strict=True) if p == c and r == c)
+            fp = sum(1 for p, r in zip(predictions, references, strict=True) if p == c and r != c)
+            fn = sum(1 for p, r in zip(predictions, references, strict=True) if p != c and r == c)
             denom = 2 * tp + fp + fn
             scores.append(2 * tp / denom if denom else 0.0)
         return {"f1": sum(scores) / len(scores)}

@@ -1,0 +1,200 @@
+"""The numbers do not depend on accumulation, process count or interruption (README, "Guarantees").
+
+Each test compares two real runs of train.py and would fail if the guarantee broke. Runs are fp32
+on CPU with dropout off (except the resume tests, which turn it on to prove the RNG comes back).
+"""
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import (
+    TINY,
+    assert_close_values,
+    assert_close_weights,
+    eval_records,
+    final_weights,
+    kill_group,
+    losses,
+    records,
+    run_train,
+    start_train,
+    train_records,
+    wait_for_step,
+)
+from transformers import get_scheduler
+
+# 50 samples, batch 4 x k 3 = 12 per update: 13 micro-batches an epoch, so the last update of each
+# epoch holds one micro-batch (13 % 3 == 1), and with 2 samples it is also short in samples.
+ACCUMULATION = 3
+
+
+def learning_rates(output_dir):
+    return {r["step"]: r["learning_rate"] for r in train_records(output_dir)}
+
+
+def test_accumulation_does_not_change_the_numbers(tmp_path):
+    """Batch B*k with accumulation 1 equals batch B with accumulation k, also for short windows."""
+    big, accumulated = tmp_path / "big", tmp_path / "accumulated"
+    run_train(big, per_device_train_batch_size=4 * ACCUMULATION)
+    run_train(accumulated, per_device_train_batch_size=4, gradient_accumulation_steps=ACCUMULATION)
+    assert len(losses(big)) >= 10
+    assert_close_values(losses(big), losses(accumulated), 1e-5, "loss")
+    assert_close_weights(final_weights(big), final_weights(accumulated), 1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accumulation", [1, ACCUMULATION])
+def test_two_processes_equal_one_with_twice_the_batch(tmp_path, accumulation):
+    """2 processes x batch B == 1 process x batch 2B: losses, learning rates, weights, eval."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    # 45 eval samples do not divide the global eval batch (2 x 4): the last batch is uneven.
+    options = {"gradient_accumulation_steps": accumulation, "eval_strategy": "epoch"}
+    run_train(one, per_device_train_batch_size=4, **options)
+    run_train(two, processes=2, per_device_train_batch_size=2, **options)
+    assert len(losses(one)) >= 10
+    assert_close_values(losses(one), losses(two), 1e-5, "loss")
+    assert learning_rates(one) == learning_rates(two)
+    assert_close_weights(final_weights(one), final_weights(two), 1e-5)
+    evals_one, evals_two = eval_records(one), eval_records(two)
+    assert len(evals_one) == len(evals_two) == TINY["num_train_epochs"]
+    for a, b in zip(evals_one, evals_two, strict=True):
+        assert_close_values(a, b, 1e-6, "eval")
+
+
+@pytest.mark.slow
+def test_eval_counts_every_sample_once_on_two_processes(tmp_path):
+    """With no training (lr 0) eval on 1 and 2 processes sees the same 45 samples: same metrics."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    options = {"max_steps": 2, "learning_rate": 0.0, "warmup_steps": 0, "eval_strategy": "steps", "eval_steps": 2}
+    run_train(one, per_device_train_batch_size=4, per_device_eval_batch_size=4, **options)
+    run_train(two, processes=2, per_device_train_batch_size=2, per_device_eval_batch_size=8, **options)
+    assert_close_values(eval_records(one)[0], eval_records(two)[0], 1e-6, "eval")
+
+
+def test_refuses_two_processes_that_would_train_alone(tmp_path):
+    """Without ACCELERATE_USE_CPU a CPU-only launch makes two independent copies: refuse."""
+    from conftest import environment
+
+    env = environment()
+    env.pop("ACCELERATE_USE_CPU")
+    result = run_train(tmp_path / "run", processes=2, check=False, env=env, per_device_train_batch_size=2)
+    assert result.returncode != 0
+    assert "ACCELERATE_USE_CPU=true" in result.stderr
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def kill_and_resume(tmp_path, processes, model, kill_at, **options):
+    """Reference run, then the same run killed with SIGKILL after update `kill_at` and resumed."""
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    options = {"config_name": model, "save_strategy": "steps", "save_steps": 4, "num_train_epochs": 4, **options}
+    run_train(reference, processes=processes, **options)
+    process = start_train(interrupted, processes=processes, **options)
+    assert wait_for_step(process, interrupted, kill_at), "the run ended before it could be killed"
+    kill_group(process)
+    newest = max((interrupted / "checkpoints").glob("step-*"), key=lambda path: int(path.name[5:]))
+    state = json.loads((newest / "trainer_state.json").read_text())
+    run_train(interrupted, processes=processes, resume_from_checkpoint="latest", **options)
+    return reference, interrupted, state
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path, model_with_dropout):
+    """Killed mid-epoch and resumed: every later loss and the final weights are bit-identical."""
+    reference, interrupted, state = kill_and_resume(
+        tmp_path, 1, model_with_dropout, kill_at=10, per_device_train_batch_size=4, gradient_accumulation_steps=2
+    )
+    assert state["batches_done"] > 0, "the checkpoint it resumed from is in the middle of an epoch"
+    expected, got = losses(reference), losses(interrupted)
+    assert max(got) == max(expected) > state["global_step"] + 7, "the resumed run crossed an epoch boundary"
+    assert got == expected  # bit-identical, before and after the resume point
+    assert learning_rates(interrupted) == learning_rates(reference)
+    weights, resumed = final_weights(reference), final_weights(interrupted)
+    assert all(torch.equal(weights[name], resumed[name]) for name in weights)
+
+
+@pytest.mark.slow
+def test_resume_on_two_processes_matches(tmp_path, model_with_dropout):
+    reference, interrupted, state = kill_and_resume(
+        tmp_path, 2, model_with_dropout, kill_at=8, per_device_train_batch_size=2
+    )
+    assert state["batches_done"] > 0
+    assert_close_values(losses(reference), losses(interrupted), 1e-6, "loss")
+    assert_close_weights(final_weights(reference), final_weights(interrupted), 1e-6)
+
+
+SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
+
+
+def reference_rates(scheduler, warmup, total):
+    """The rate transformers' own scheduler gives each update, stepped once per update."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=TINY["learning_rate"])
+    extra = {"cosine_with_restarts": {"num_cycles": 2}, "polynomial": {"power": 2.0, "lr_end": 1e-7}}
+    reference = get_scheduler(scheduler, optimizer, warmup, total, scheduler_specific_kwargs=extra.get(scheduler))
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    return rates
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_lr_at_is_the_closed_form_of_every_schedule(scheduler):
+    import train
+    from config import parse_args
+
+    warmup = 0 if scheduler == "constant" else 3
+    options = [f"--lr_scheduler_type={scheduler}", f"--learning_rate={TINY['learning_rate']}"]
+    cfg = parse_args(options + ["--lr_num_cycles=2", "--lr_power=2.0", "--lr_end=1e-7"])
+    expected = reference_rates(scheduler, warmup, 17)
+    got = [train.lr_at(update, 17, warmup, cfg) for update in range(17)]
+    assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in zip(got, expected, strict=True))
+
+
+def test_learning_rate_of_every_update_over_the_sharded_horizon(tmp_path):
+    """Logged rates are the schedule's over exactly ceil(micro-batches / k) updates an epoch, when
+    micro-batches % k != 0: the horizon is right and the last update is not wasted at rate 0."""
+    out = tmp_path / "run"
+    run_train(out, per_device_train_batch_size=4, gradient_accumulation_steps=ACCUMULATION, warmup_steps=3)
+    micro_batches = math.ceil(TINY["max_train_samples"] / 4)
+    assert micro_batches % ACCUMULATION != 0
+    total = TINY["num_train_epochs"] * math.ceil(micro_batches / ACCUMULATION)
+    logged = learning_rates(out)
+    assert sorted(logged) == list(range(1, total + 1))
+    expected = reference_rates("linear", 3, total)
+    for step in range(1, total + 1):
+        assert math.isclose(logged[step], expected[step - 1], rel_tol=1e-9, abs_tol=1e-15), step
+    assert logged[total] > 0
+
+
+def test_logged_loss_is_the_mean_of_the_window(tmp_path):
+    every, windowed = tmp_path / "every", tmp_path / "windowed"
+    run_train(every, max_steps=12)
+    run_train(windowed, max_steps=12, logging_steps=4)
+    per_update = losses(every)
+    for step, loss in losses(windowed).items():
+        window = [per_update[s] for s in range(step - 3, step + 1)]
+        assert math.isclose(loss, sum(window) / 4, rel_tol=1e-6)
+
+
+def test_non_finite_loss_stops_the_run_and_names_the_update(tmp_path):
+    out = tmp_path / "run"
+    result = run_train(out, check=False, learning_rate=1e30, max_steps=20, save_strategy="steps", save_steps=1)
+    assert result.returncode != 0
+    assert "non-finite at update" in result.stderr
+    bad = int(result.stderr.split("non-finite at update ")[1].split(";")[0])
+    assert not math.isfinite(losses(out)[bad]) or not math.isfinite(
+        [r for r in records(out) if r.get("step") == bad][0]["grad_norm"]
+    ), "the non-finite value is logged, not averaged away"
+    kept = sorted(int(p.name[5:]) for p in (out / "checkpoints").glob("step-*"))
+    assert kept and max(kept) < bad, "only checkpoints from before the divergence exist"
+
+
+def test_skip_option_skips_and_counts_non_finite_updates(tmp_path):
+    out = tmp_path / "run"
+    run_train(out, learning_rate=1e30, max_steps=6, on_nonfinite="skip")
+    last = train_records(out)[-1]
+    assert last["skipped_updates"] > 0
+    assert all(math.isfinite(r["loss"]) for r in train_records(out) if r["step"] > 1)
+    assert (out / "final").exists()
