@@ -8,6 +8,7 @@ either the previous checkpoints or the new one, never a half-written one that `l
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -21,9 +22,10 @@ def checkpoint_dirs(output_dir):
     return sorted(complete, key=lambda path: int(path.name[5:]))
 
 
-def prepare_output_dir(cfg, accelerator, task):
-    """Refuse to clobber a run, find the checkpoint to resume from, record the resolved config."""
+def check_output_dir(cfg, task):
+    """Refuse to clobber a run and find the checkpoint to resume from. Reads only."""
     output_dir, checkpoint = Path(cfg.output_dir), None
+    results = [output_dir / "final", output_dir / "metrics.jsonl"]  # a run's other traces
     if cfg.resume_from_checkpoint == "latest":
         found = checkpoint_dirs(output_dir)
         if not found:
@@ -33,30 +35,43 @@ def prepare_output_dir(cfg, accelerator, task):
         checkpoint = Path(cfg.resume_from_checkpoint)
         if not (checkpoint / "trainer_state.json").is_file():
             raise UsageError(f"resume_from_checkpoint {checkpoint} is not a complete checkpoint.")
-    elif checkpoint_dirs(output_dir) and not cfg.overwrite_output_dir:
+    elif not cfg.overwrite_output_dir and (checkpoint_dirs(output_dir) or any(map(Path.exists, results))):
         raise UsageError(
-            f"{output_dir} already holds checkpoints: resume with --resume_from_checkpoint latest, "
+            f"{output_dir} already holds a run: resume with --resume_from_checkpoint latest, "
             "or start afresh with --overwrite_output_dir true."
         )
     if checkpoint:
-        saved = json.loads((checkpoint / "trainer_state.json").read_text())
+        try:
+            saved = json.loads((checkpoint / "trainer_state.json").read_text())
+            origin = (saved["task"], saved["model"])
+        except (ValueError, KeyError):
+            raise UsageError(f"Checkpoint {checkpoint} has an unreadable trainer_state.json.") from None
         model_id = cfg.model_name_or_path or cfg.config_name
-        if (saved["task"], saved["model"]) != (task, model_id):
-            raise UsageError(f"Checkpoint {checkpoint} is from {saved['model']} ({saved['task']}), not {model_id}.")
+        if origin != (task, model_id):
+            raise UsageError(f"Checkpoint {checkpoint} is from {origin[1]} ({origin[0]}), not {model_id}.")
+    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(f"Cannot write to output_dir {output_dir}: {existing} is not a writable directory.")
+    return checkpoint
+
+
+def start_run(cfg, accelerator, checkpoint):
+    """The run's first writes, once everything has loaded: clear an overwritten run, drop saves
+    cut short by a kill, record the resolved config."""
+    output_dir = Path(cfg.output_dir)
     if accelerator.is_main_process:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
             if cfg.overwrite_output_dir and not checkpoint:
-                for old in ("checkpoints", "final"):
-                    shutil.rmtree(output_dir / old, ignore_errors=True)
+                shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+                shutil.rmtree(output_dir / "final", ignore_errors=True)
                 (output_dir / "metrics.jsonl").unlink(missing_ok=True)
-            for stale in output_dir.glob("checkpoints/.tmp-*"):  # saves cut short by a kill
+            for stale in output_dir.glob("checkpoints/.tmp-*"):
                 shutil.rmtree(stale)
             (output_dir / "config.yaml").write_text(to_yaml(cfg))
         except OSError as error:
             raise UsageError(f"Cannot write to output_dir {output_dir}: {error.strerror}.") from None
     accelerator.wait_for_everyone()
-    return checkpoint
 
 
 def save_checkpoint(accelerator, cfg, state):

@@ -38,7 +38,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 {% endif %}
 from transformers.optimization import Adafactor
 
-from checkpoints import checkpoint_dirs, prepare_output_dir, save_checkpoint
+from checkpoints import check_output_dir, checkpoint_dirs, save_checkpoint, start_run
 from config import UsageError, parse_args
 
 TASK = "{{ cookiecutter.task }}"
@@ -118,7 +118,7 @@ def load_raw_datasets(cfg):
     try:
         raw = load()
     except Exception as error:  # the datasets library raises many kinds; the user needs one line
-        raise UsageError(f"Could not load data from {source}: {str(error).splitlines()[0]}") from None
+        raise UsageError(f"Could not load data from {source}: {str(error).splitlines()[0]}") from error
     if "validation" not in raw:  # carve a held-out split, the same one on every run
         raw = raw["train"].train_test_split(test_size=cfg.validation_split_percentage / 100, seed=cfg.seed)
         raw["validation"] = raw.pop("test")
@@ -147,18 +147,27 @@ def train(cfg):
             "ACCELERATE_USE_CPU=true."
         )
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-    checkpoint = prepare_output_dir(cfg, accelerator, TASK)
+    checkpoint = check_output_dir(cfg, TASK)  # reads only: nothing on disk changes before step 7
     set_seed(cfg.seed)
 
-    # 2. Data: load, tokenize once (cached by datasets), batch -------------------------------
+    # 2. Tokenizer and model config: cheap, so bad names and sizes fail before any data work ---
+    model_id, remote = cfg.model_name_or_path or cfg.config_name, cfg.trust_remote_code
+    for name in (cfg.tokenizer_name or model_id, model_id):
+        if not Path(name).is_dir() and name.startswith(("/", ".", "~")):
+            raise UsageError(f"Model or tokenizer {name} is not a local directory.")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            cfg.tokenizer_name or cfg.model_name_or_path or cfg.config_name, trust_remote_code=cfg.trust_remote_code
-        )
-    except (OSError, ValueError) as error:
-        raise UsageError(f"Could not load the tokenizer: {str(error).splitlines()[0]}") from None
+        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_name or model_id, trust_remote_code=remote)
+        model_config = AutoConfig.from_pretrained(model_id, trust_remote_code=remote)
+    except (OSError, ValueError) as error:  # --debug true shows the library's full explanation
+        raise UsageError(f"Could not load {model_id}: not a model directory, nor reachable on the hub.") from error
     if tokenizer.pad_token is None:  # GPT-style tokenizers have none; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
+{% set length = "block_size" if causal else "max_seq_length" %}
+    if cfg.{{ length }} > getattr(model_config, "max_position_embeddings", math.inf):
+        limit = model_config.max_position_embeddings
+        raise UsageError(f"{{ length }}={cfg.{{ length }}} exceeds the model's {limit} positions.")
+
+    # 3. Data: load, tokenize once (cached by datasets), batch -------------------------------
     with accelerator.main_process_first():  # the main process tokenizes, the others read its cache
         raw = load_raw_datasets(cfg)
 {% if causal %}
@@ -210,37 +219,30 @@ def train(cfg):
     loader_options["pin_memory"] = device.type == "cuda"  # faster host-to-GPU copies
     eval_loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, **loader_options)
 
-    # 3. Model: pretrained weights, or a fresh model from a config ---------------------------
-    model_id = cfg.model_name_or_path or cfg.config_name
-    try:
+    # 4. Model: pretrained weights, or a fresh model from the config --------------------------
 {% if causal %}
-        model_config = AutoConfig.from_pretrained(model_id, trust_remote_code=cfg.trust_remote_code)
-        model_class = AutoModelForCausalLM
+    model_class = AutoModelForCausalLM
 {% else %}
-        model_config = AutoConfig.from_pretrained(model_id, trust_remote_code=cfg.trust_remote_code)
-        has_head = any(name.endswith("ForSequenceClassification") for name in model_config.architectures or [])
-        if cfg.model_name_or_path and has_head and model_config.num_labels != len(label_names):
-            raise UsageError(f"{model_id} has {model_config.num_labels} labels but the data has {len(label_names)}.")
-        model_config.num_labels = len(label_names)
-        model_config.id2label = {i: str(name) for i, name in enumerate(label_names)}  # saved with the model
-        model_config.label2id = {str(name): i for i, name in enumerate(label_names)}
-        model_config.pad_token_id = tokenizer.pad_token_id
-        model_class = AutoModelForSequenceClassification
+    has_head = any(name.endswith("ForSequenceClassification") for name in model_config.architectures or [])
+    if cfg.model_name_or_path and has_head and model_config.num_labels != len(label_names):
+        raise UsageError(f"{model_id} has {model_config.num_labels} labels but the data has {len(label_names)}.")
+    model_config.num_labels = len(label_names)
+    model_config.id2label = {i: str(name) for i, name in enumerate(label_names)}  # saved with the model
+    model_config.label2id = {str(name): i for i, name in enumerate(label_names)}
+    model_config.pad_token_id = tokenizer.pad_token_id
+    model_class = AutoModelForSequenceClassification
 {% endif %}
+    try:
         if cfg.model_name_or_path:
-            model = model_class.from_pretrained(model_id, config=model_config, trust_remote_code=cfg.trust_remote_code)
+            model = model_class.from_pretrained(model_id, config=model_config, trust_remote_code=remote)
         else:
-            model = model_class.from_config(model_config, trust_remote_code=cfg.trust_remote_code)
+            model = model_class.from_config(model_config, trust_remote_code=remote)
     except (OSError, ValueError) as error:
-        raise UsageError(f"Could not load model {model_id}: {str(error).splitlines()[0]}") from None
-{% set length = "block_size" if causal else "max_seq_length" %}
-    if cfg.{{ length }} > getattr(model_config, "max_position_embeddings", math.inf):
-        limit = model_config.max_position_embeddings
-        raise UsageError(f"{{ length }}={cfg.{{ length }}} exceeds the model's {limit} positions.")
+        raise UsageError(f"Could not load the weights of {model_id}: {str(error).splitlines()[0]}") from error
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    # 4. Optimizer: no weight decay on biases and norm weights (the 1-D parameters) ----------
+    # 5. Optimizer: no weight decay on biases and norm weights (the 1-D parameters) ----------
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
@@ -255,7 +257,7 @@ def train(cfg):
         optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate)
     model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
 
-    # 5. Schedule: updates counted from this process's shard of the data ----------------------
+    # 6. Schedule: updates counted from this process's shard of the data ----------------------
     k = cfg.gradient_accumulation_steps
     micro_per_epoch = len(epoch_micro_batches(len(train_set), 0, cfg, world, rank))
     updates_per_epoch = math.ceil(micro_per_epoch / k)  # an epoch's last update may hold < k
@@ -264,7 +266,7 @@ def train(cfg):
     if warmup >= total_updates:
         raise UsageError(f"Warmup ({warmup} updates) must be shorter than training ({total_updates} updates).")
 
-    # 6. State: fresh, or everything back from a checkpoint ----------------------------------
+    # 7. State: fresh, or everything back from a checkpoint ----------------------------------
     state = {
         "task": TASK, "model": model_id, "global_step": 0, "epoch": 0, "batches_done": 0,
         "best_metric": None, "best_step": None, "best_checkpoint": None,
@@ -274,9 +276,10 @@ def train(cfg):
         try:  # weights, optimizer, grad scaler, and each process's RNG state
             accelerator.load_state(checkpoint)
         except Exception as error:  # missing file, wrong shapes: the checkpoint is unusable
-            raise UsageError(f"Checkpoint {checkpoint} cannot be loaded: {str(error).splitlines()[0]}") from None
+            raise UsageError(f"Checkpoint {checkpoint} cannot be loaded: {str(error).splitlines()[0]}") from error
         state.update(json.loads((checkpoint / "trainer_state.json").read_text()))
         accelerator.print(f"Resumed from {checkpoint} at update {state['global_step']}.")
+    start_run(cfg, accelerator, checkpoint)  # the first write: config.yaml, and --overwrite_output_dir
     metrics_file = Path(cfg.output_dir, "metrics.jsonl")
     if accelerator.is_main_process and metrics_file.exists():  # drop records the resumed run redoes
         records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
@@ -320,7 +323,7 @@ def train(cfg):
         return {"eval_loss": eval_loss, **{f"eval_{name}": value for name, value in scores.items()}}
 {% endif %}
 
-    # 7. The loop: one optimizer update per window of k micro-batches --------------------------
+    # 8. The loop: one optimizer update per window of k micro-batches --------------------------
     stop_signals = []  # SLURM sends SIGTERM/SIGUSR1 before it kills a job
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, lambda received, frame: stop_signals.append(received))
@@ -433,7 +436,7 @@ def train(cfg):
         accelerator.end_training()
         return
 
-    # 8. The final model: best or last weights, loadable with from_pretrained ----------------
+    # 9. The final model: best or last weights, loadable with from_pretrained ----------------
     if cfg.load_best_model_at_end and state["best_checkpoint"]:
         accelerator.load_state(state["best_checkpoint"])
         accelerator.print(f"Loaded the best model, {state['best_checkpoint']}.")

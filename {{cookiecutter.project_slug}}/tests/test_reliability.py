@@ -1,0 +1,115 @@
+"""Runs survive kills, preemption and rotation without losing work (README, "Reliability")."""
+
+import hashlib
+import json
+import random
+import signal
+import time
+
+import pytest
+from conftest import kill_group, losses, run_train, start_train, train_records, wait_for_step
+
+LONG = {"num_train_epochs": 6, "save_strategy": "steps", "save_steps": 1, "per_device_train_batch_size": 2}
+
+
+def tree_digest(path):
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.mark.slow
+def test_kill_anywhere_always_resumes_exactly(tmp_path):
+    """SIGKILL at 20 random moments (a checkpoint is written after every update, so many kills
+    land inside a save); every restart resumes from `latest`, and the finished run's losses and
+    weights are those of an uninterrupted run."""
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    run_train(reference, **LONG)
+    total = max(losses(reference))
+    rng, kills, inside_save = random.Random(0), 0, 0
+    while kills < 20:
+        resume = {"resume_from_checkpoint": "latest"} if (killed / "checkpoints").exists() else {}
+        done = max(losses(killed), default=0)
+        process = start_train(killed, **LONG, **resume)
+        if not wait_for_step(process, killed, min(total, done + rng.randint(1, 3))):
+            break  # the run finished before this kill
+        time.sleep(rng.uniform(0, 0.05))
+        kill_group(process)
+        kills += 1
+        inside_save += any((killed / "checkpoints").glob(".tmp-*"))
+    assert kills >= 20, f"only {kills} kills before the run finished"
+    assert inside_save >= 2, f"only {inside_save} kills landed inside a checkpoint write"
+    print(f"\n{kills} kills, {inside_save} inside a checkpoint write")
+    run_train(killed, **LONG, resume_from_checkpoint="latest")
+    assert losses(killed) == losses(reference)
+    assert (killed / "final" / "model.safetensors").read_bytes() == (
+        reference / "final" / "model.safetensors"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_preemption_signal_saves_and_resumes_exactly(tmp_path, signum):
+    reference, preempted = tmp_path / "reference", tmp_path / "preempted"
+    options = {**LONG, "save_steps": 1000, "num_train_epochs": 3}  # no periodic save would help
+    run_train(reference, **options)
+    process = start_train(preempted, **options)
+    assert wait_for_step(process, preempted, 5)
+    process.send_signal(signum)  # to the training process, as SLURM does
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    saved = [int(p.name[5:]) for p in (preempted / "checkpoints").glob("step-*")]
+    assert len(saved) == 1 and saved[0] >= 5, "the progress since the start is kept"
+    assert not (preempted / "final").exists(), "a preempted run is not final"
+    run_train(preempted, **options, resume_from_checkpoint="latest")
+    assert losses(preempted) == losses(reference)
+
+
+@pytest.mark.slow
+def test_preemption_of_two_processes(tmp_path):
+    reference, preempted = tmp_path / "reference", tmp_path / "preempted"
+    options = {**LONG, "save_steps": 1000, "num_train_epochs": 3, "per_device_train_batch_size": 1}
+    run_train(reference, processes=2, **options)
+    process = start_train(preempted, processes=2, **options)
+    assert wait_for_step(process, preempted, 5)
+    kill_group(process, signal.SIGTERM)  # SLURM signals every process of the job
+    assert list((preempted / "checkpoints").glob("step-*")), process.stderr.read()
+    run_train(preempted, processes=2, **options, resume_from_checkpoint="latest")
+    expected, got = losses(reference), losses(preempted)
+    assert expected.keys() == got.keys()
+    assert all(abs(expected[s] - got[s]) <= 1e-6 * abs(expected[s]) for s in expected)
+
+
+def test_rotation_keeps_best_and_newest_and_nothing_outside(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "checkpoints" / "README").write_text("also mine")
+    # lr 0 after the first eval keeps eval_loss flat, so step-2 stays the best.
+    run_train(
+        out, max_steps=10, learning_rate=0.0, warmup_steps=0, eval_strategy="steps", eval_steps=2,
+        save_strategy="steps", save_steps=2, save_total_limit=2,
+    )  # fmt: skip
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == ["README", "step-10", "step-2"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_new_run_refuses_an_output_dir_that_holds_a_run(tmp_path):
+    out = tmp_path / "run"
+    run_train(out, max_steps=2, save_strategy="steps", save_steps=1)
+    before = tree_digest(out)
+    result = run_train(out, check=False, max_steps=2)
+    assert result.returncode == 2
+    assert "resume_from_checkpoint" in result.stderr and "overwrite_output_dir" in result.stderr
+    assert tree_digest(out) == before, "nothing was touched"
+    run_train(out, max_steps=3, overwrite_output_dir="true")
+    assert sorted(losses(out)) == [1, 2, 3]
+    assert not (out / "checkpoints").exists()
+
+
+def test_metrics_records_are_one_json_object_per_line(tmp_path):
+    out = tmp_path / "run"
+    run_train(out, max_steps=3, eval_strategy="steps", eval_steps=3)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    record = train_records(out)[0]
+    expected = {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second", "samples_per_second"}
+    assert expected <= record.keys()
