@@ -111,20 +111,23 @@ def load_raw_datasets(cfg):
         for path in files.values():
             if not os.access(path, os.R_OK):
                 raise UsageError(f"Data file {path} does not exist or cannot be read.")
+            if os.path.getsize(path) == 0:
+                raise UsageError(f"Data file {path} is empty.")
         builder = FILE_BUILDERS.get(Path(cfg.train_file).suffix)
-        if builder is None:
-            raise UsageError(f"train_file {cfg.train_file} must end in {', '.join(FILE_BUILDERS)}.")
+        if builder is None or {FILE_BUILDERS.get(Path(path).suffix) for path in files.values()} != {builder}:
+            raise UsageError(f"Data files must all end in one of {', '.join(FILE_BUILDERS)}, not mixed.")
         source, load = cfg.train_file, lambda: datasets.load_dataset(builder, data_files=files)
     try:
         raw = load()
     except Exception as error:  # the datasets library raises many kinds; the user needs one line
-        raise UsageError(f"Could not load data from {source}: {str(error).splitlines()[0]}") from error
+        reason = (str(error) or type(error).__name__).splitlines()[0]
+        raise UsageError(f"Could not load data from {source}: {reason}") from error
+    if len(raw["train"]) == 0:
+        raise UsageError(f"The train split of {source} is empty.")
     if "validation" not in raw:  # carve a held-out split, the same one on every run
         raw = raw["train"].train_test_split(test_size=cfg.validation_split_percentage / 100, seed=cfg.seed)
         raw["validation"] = raw.pop("test")
     for name, limit in (("train", cfg.max_train_samples), ("validation", cfg.max_eval_samples)):
-        if len(raw[name]) == 0:
-            raise UsageError(f"The {name} split of {source} is empty.")
         if limit is not None:
             raw[name] = raw[name].select(range(min(limit, len(raw[name]))))
     for column in [cfg.text_column_name{% if not causal %}, cfg.label_column_name{% endif %}]:

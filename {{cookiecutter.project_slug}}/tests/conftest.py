@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import torch
-from safetensors.torch import load_file
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 TASK = "{{ cookiecutter.task }}"

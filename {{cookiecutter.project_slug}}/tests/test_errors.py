@@ -1,0 +1,157 @@
+"""Bad input: every row exits with status 2 and one plain sentence, before expensive work where
+possible, and leaves the files already on disk as they were (README, "When things go wrong").
+
+Rows run train.main() in-process (the same code path as the command line, minus a Python start);
+test_cli_prints_one_line_and_no_traceback checks the real command line once.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT, TASK, {% if cookiecutter.task != 'causal-lm' %}TINY, {% endif %}arguments, environment, run_train
+from test_reliability import tree_digest
+
+import train
+
+{% if cookiecutter.task == "causal-lm" %}
+TASK_ROWS = [
+    ("too few sequences for packing", {"packing": "true", "block_size": 256, "max_train_samples": 1}, "too few"),
+    ("a bad tokenizer path", {"tokenizer_name": "./no-such-tokenizer"}, "is not a local directory"),
+]
+{% else %}
+TASK_ROWS = [
+    ("a missing label column", {"label_column_name": "sentiment"}, "Column 'sentiment'"),
+    ("validation labels unseen in training", {"validation_file": "{unseen_labels}"}, "never occur in the training"),
+    ("labels that do not match the model's head", {"model_name_or_path": "{two_label_model}"}, "labels but the data"),
+]
+{% endif %}
+ROWS = [
+    ("an unknown option", {"lernin_rate": 1}, "Unknown option lernin_rate. Did you mean learning_rate?"),
+    ("a wrong type", {"max_steps": "abc"}, "max_steps expects int"),
+    ("a boolean that is not true/false", {"gradient_checkpointing": "yes"}, "expects bool"),
+    ("a negative learning rate", {"learning_rate": -1}, "learning_rate must not be negative"),
+    ("a zero batch size", {"per_device_train_batch_size": 0}, "per_device_train_batch_size must be positive"),
+    ("an unknown choice", {"optim": "adam"}, "optim must be one of adamw, adafactor, sgd"),
+    ("zero max_steps", {"max_steps": 0}, "max_steps must be positive, or -1"),
+    ("warmup as long as max_steps", {"max_steps": 5, "warmup_steps": 5}, "warmup_steps must be smaller"),
+    ("warmup longer than the epochs", {"warmup_steps": 10_000}, "must be shorter than training"),
+    ("best model without evaluation", {"load_best_model_at_end": "true"}, "need an eval_strategy"),
+    (
+        "best model with mismatched strategies",
+        {"load_best_model_at_end": "true", "eval_strategy": "steps", "save_strategy": "epoch"},
+        "save_strategy equal to eval_strategy",
+    ),
+    ("a metric without eval_ prefix", {"metric_for_best_model": "loss"}, "must name an eval_ metric"),
+    ("a malformed YAML config", {"config": "{malformed_yaml}"}, "is not valid YAML at line"),
+    ("a YAML config that is a list", {"config": "{list_yaml}"}, "must hold a mapping"),
+    ("a missing YAML config", {"config": "nowhere.yaml"}, "Cannot read config file nowhere.yaml"),
+    ("an unknown key in YAML", {"config": "{typo_yaml}"}, "Unknown option learnin_rate"),
+    ("a missing data file", {"train_file": "nowhere.jsonl"}, "Data file nowhere.jsonl does not exist"),
+    ("an unsupported data format", {"train_file": "{xml_file}"}, "must all end in one of .csv, .json, .jsonl"),
+    ("mixed data formats", {"train_file": "{header_only_csv}"}, "not mixed"),
+    ("a malformed data file", {"train_file": "{broken_jsonl}"}, "Could not load data from"),
+    ("an empty data file", {"train_file": "{empty_jsonl}"}, "is empty"),
+    ("a dataset with no rows", {"train_file": "{header_only_csv}", "validation_file": "null"}, "no data"),
+    ("a missing text column", {"text_column_name": "body"}, "Column 'body' is not in"),
+    ("a sequence length beyond the model", {"{length_option}": 100_000}, "exceeds the model's 256 positions"),
+    ("a model path that is not a directory", {"model_name_or_path": "./no-such-model"}, "is not a local directory"),
+    ("a model that is neither local nor reachable", {"model_name_or_path": "no-org/no-model"}, "nor reachable"),
+    ("resume latest without checkpoints", {"resume_from_checkpoint": "latest"}, "holds none"),
+    ("resume from a path with no checkpoint", {"resume_from_checkpoint": "nowhere"}, "not a complete checkpoint"),
+    ("resume from a corrupt checkpoint", {"resume_from_checkpoint": "{corrupt_checkpoint}"}, "cannot be loaded"),
+    ("resume from another model's checkpoint", {"resume_from_checkpoint": "{foreign_checkpoint}"}, "is from other"),
+    ("an unwritable output directory", {"output_dir": "{file_as_dir}"}, "is not a writable directory"),
+    ("an output dir that holds a run", {"output_dir": "{previous_run}"}, "already holds a run"),
+    *TASK_ROWS,
+]
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory):
+    """Files the rows point at: broken configs and data, checkpoints good, corrupt and foreign."""
+    root = tmp_path_factory.mktemp("material")
+    (root / "malformed.yaml").write_text("learning_rate: 1\nmax_steps: [1\n")
+    (root / "list.yaml").write_text("- learning_rate\n")
+    (root / "typo.yaml").write_text("learnin_rate: 0.1\n")
+    (root / "data.xml").write_text("<text>hello</text>\n")
+    (root / "broken.jsonl").write_text('{"text": "fine"}\n{"text": oops\n')
+    (root / "header-only.csv").write_text("text,label\n")
+    (root / "empty.jsonl").write_text("")
+    (root / "file").write_text("not a directory")
+    run = root / "previous"
+    run_train(run, max_steps=2, save_strategy="steps", save_steps=2)
+    corrupt = root / "corrupt"
+    shutil.copytree(run / "checkpoints" / "step-2", corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"truncated")
+    foreign = root / "foreign"
+    shutil.copytree(run / "checkpoints" / "step-2", foreign)
+    state = json.loads((foreign / "trainer_state.json").read_text())
+    (foreign / "trainer_state.json").write_text(json.dumps({**state, "model": "other-model"}))
+    values = {
+        "malformed_yaml": root / "malformed.yaml", "list_yaml": root / "list.yaml", "typo_yaml": root / "typo.yaml",
+        "xml_file": root / "data.xml", "broken_jsonl": root / "broken.jsonl", "empty_jsonl": root / "empty.jsonl",
+        "header_only_csv": root / "header-only.csv",
+        "corrupt_checkpoint": corrupt, "foreign_checkpoint": foreign, "file_as_dir": root / "file" / "out",
+        "previous_run": run,
+    }  # fmt: skip
+{% if cookiecutter.task == "text-classification" %}
+    rows = [json.loads(line) for line in (PROJECT / TINY["validation_file"]).open()][:20]
+    (root / "unseen.jsonl").write_text("".join(json.dumps({**r, "label": "surprised"}) + "\n" for r in rows))
+    values["unseen_labels"] = root / "unseen.jsonl"
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(PROJECT / TINY["config_name"], num_labels=2)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(root / "two-labels")
+    AutoTokenizer.from_pretrained(PROJECT / TINY["config_name"]).save_pretrained(root / "two-labels")
+    values["two_label_model"] = root / "two-labels"
+{% endif %}
+    return {key: str(value) for key, value in values.items()}
+
+
+def fill(options, material):
+    length = "block_size" if TASK == "causal-lm" else "max_seq_length"
+    filled = {}
+    for name, value in options.items():
+        name = length if name == "{length_option}" else name
+        filled[name] = value.format(**material) if isinstance(value, str) else value
+    return filled
+
+
+@pytest.mark.parametrize("what, options, message", ROWS, ids=[row[0] for row in ROWS])
+def test_bad_input_gets_one_sentence_and_exit_2(what, options, message, material, tmp_path, monkeypatch, capsys):
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep me")
+    options = {"output_dir": existing, "max_steps": -1, **fill(options, material)}
+    watched = [existing] + [Path(v) for v in material.values() if Path(v).is_dir()]
+    before = [tree_digest(path) for path in watched]
+    monkeypatch.chdir(PROJECT)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(arguments(options.pop("output_dir"), **options))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2
+    assert error.startswith("error: ") and message in error, error
+    assert [tree_digest(path) for path in watched] == before, "existing files were touched"
+
+
+def test_cli_prints_one_line_and_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", *arguments(tmp_path / "out", learning_rate=-1)],
+        cwd=PROJECT, env=environment(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "error: Option learning_rate must not be negative, got -1.0.\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_option_shows_the_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", *arguments(tmp_path / "out", model_name_or_path="no-org/no-model", debug="true")],
+        cwd=PROJECT, env=environment(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "nor reachable" in result.stderr
