@@ -149,6 +149,8 @@ def train(cfg):
             "The launcher started several processes but each would train alone: without GPUs, set "
             "ACCELERATE_USE_CPU=true."
         )
+    if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
+        raise UsageError("Under DeepSpeed set gradient_accumulation_steps=1: its engine steps on every backward.")
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     checkpoint = check_output_dir(cfg, TASK)  # reads only: nothing on disk changes before step 7
     set_seed(cfg.seed)

@@ -2,6 +2,7 @@
 resume, and final/ loads with from_pretrained."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import PROJECT, TASK, eval_records, losses, records, run_config, run_train
+from conftest import PROJECT, TASK, arguments, environment, eval_records, losses, records, run_config, run_train
 {% if cookiecutter.task == "causal-lm" %}
 from transformers import AutoModelForCausalLM as AutoModelForTask
 {% else %}
@@ -118,3 +119,57 @@ def test_help_lists_every_option():
     for name in ("learning_rate", "gradient_accumulation_steps", "resume_from_checkpoint", "save_total_limit"):
         assert f"--{name}" in result.stdout
     assert Path(PROJECT / "train.py").read_text().count("\n") < 450
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mixed_precision": "bf16"},
+        {"gradient_checkpointing": "true"},
+        {"optim": "adafactor"},
+        {"optim": "sgd", "learning_rate": 0.1},
+        {"dataloader_num_workers": 2},
+        {"lr_scheduler_type": "cosine", "warmup_ratio": 0.2, "warmup_steps": 0},
+    ],
+    ids=lambda options: ",".join(f"{k}={v}" for k, v in options.items()),
+)
+def test_training_options_train(tmp_path, options):
+    out = tmp_path / "run"
+    run_train(out, max_steps=4, **options)
+    by_step = losses(out)
+    assert sorted(by_step) == [1, 2, 3, 4]
+    assert all(loss == loss and loss < 100 for loss in by_step.values())
+
+
+@pytest.mark.slow
+def test_torch_compile_trains(tmp_path):
+    out = tmp_path / "run"
+    run_train(out, max_steps=3, torch_compile="true")
+    assert sorted(losses(out)) == [1, 2, 3]
+    assert AutoModelForTask.from_pretrained(out / "final") is not None
+
+
+def test_tensorboard_tracker_writes_events(tmp_path):
+    pytest.importorskip("tensorboard", reason="report_to=tensorboard needs the tensorboard package")
+    out = tmp_path / "run"
+    run_train(out, max_steps=2, report_to="tensorboard")
+    assert list(out.rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("launch_config", sorted(p.name for p in (PROJECT / "configs" / "accelerate").glob("*.yaml")))
+def test_every_accelerate_config_loads(launch_config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(PROJECT / "configs" / "accelerate" / launch_config))
+    assert config.num_processes >= 1 and config.distributed_type
+
+
+@pytest.mark.slow
+def test_cpu_launch_config_runs_two_processes(tmp_path):
+    out = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu_2proc.yaml"]
+    launch += ["--main_process_port", str(29400 + os.getpid() % 100)]
+    command = launch + ["train.py", *arguments(out, max_steps=2)]
+    result = subprocess.run(command, cwd=PROJECT, env=environment(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(losses(out)) == [1, 2]
