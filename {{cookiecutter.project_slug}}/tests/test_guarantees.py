@@ -17,7 +17,6 @@ from conftest import (
     final_weights,
     kill_group,
     losses,
-    records,
     run_train,
     start_train,
     train_records,
