@@ -1,0 +1,105 @@
+"""What the floor loop and the Trainer script share with the generated train.py: the same
+bundled data, the same tokenization, the same collation and the same tiny model, built the way
+train.py builds them (see {{cookiecutter.project_slug}}/train.py, sections 2 and 3).
+
+Run from the generated project's directory (its assets/ paths are relative, as in train.py).
+"""
+
+import argparse
+import itertools
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True, choices=["causal-lm", "text-classification"])
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--max_steps", type=int, default=200)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--warmup_steps", type=int, default=20)
+    parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument("--max_grad_norm", type=float, default=1.0)
+    parser.add_argument("--logging_steps", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--block_size", type=int, default=128)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--torch_compile", default="false", choices=["true", "false"])
+    args = parser.parse_args(argv)
+    args.torch_compile = args.torch_compile == "true"
+    return args
+
+
+def load_tokenizer(task):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(f"assets/{task}/tiny-model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def prepare_data(args, tokenizer):
+    """train and validation splits, tokenized exactly as train.py does (cached by datasets)."""
+    files = {split: f"assets/{args.task}/data/{split}.jsonl" for split in ("train", "validation")}
+    raw = datasets.load_dataset("json", data_files=files)
+    label_names = None
+    if args.task == "causal-lm":
+        block = args.block_size
+
+        def tokenize(rows):  # pack: texts + EOS, concatenated, cut into full blocks
+            texts = [t for t in rows["text"] if t and t.strip()]
+            ids = tokenizer(texts)["input_ids"]
+            stream = list(itertools.chain.from_iterable(row + [tokenizer.eos_token_id] for row in ids))
+            usable = len(stream) // block * block
+            return {"input_ids": [stream[i : i + block] for i in range(0, usable, block)]}
+    else:
+        label_names = sorted(raw["train"].unique("label"))
+        label_ids = {name: i for i, name in enumerate(label_names)}
+
+        def tokenize(rows):
+            encoded = tokenizer(rows["text"], truncation=True, max_length=args.max_seq_length)
+            return {"input_ids": encoded["input_ids"], "labels": [label_ids[name] for name in rows["label"]]}
+
+    tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names)
+    return tokenized["train"], label_names
+
+
+def make_collate(task, tokenizer):
+    def collate(rows):  # pad to the longest in the batch; no loss on padding
+        batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
+        if task == "causal-lm":
+            batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        else:
+            batch["labels"] = torch.tensor([row["labels"] for row in rows])
+        return batch
+
+    return collate
+
+
+def build_model(args, tokenizer, label_names):
+    """A fresh model from the project's tiny config; call after seeding."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(f"assets/{args.task}/tiny-model")
+    if args.task == "causal-lm":
+        return AutoModelForCausalLM.from_config(config)
+    config.num_labels = len(label_names)
+    config.id2label = {i: str(name) for i, name in enumerate(label_names)}
+    config.label2id = {str(name): i for i, name in enumerate(label_names)}
+    config.pad_token_id = tokenizer.pad_token_id
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def param_groups(model, weight_decay):
+    """No weight decay on biases and norm weights (the 1-D parameters), as train.py does."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]

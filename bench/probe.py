@@ -1,0 +1,88 @@
+"""Run a training script unchanged and record when each optimizer update finishes.
+
+    python bench/probe.py RESULT.json SCRIPT.py [script args...]
+
+The same probe wraps all three contenders (the generated train.py, the floor loop, the Trainer
+script), so the instrumentation is identical for all of them and none of them is edited:
+
+* a global optimizer post-step hook (torch.optim.optimizer.register_optimizer_step_post_hook)
+  appends time.time() and time.process_time() after every optimizer.step(); the Trainer's and Accelerate's optimizer
+  wrappers call the torch optimizer's step(), so the hook sees every update of every contender;
+* datasets.load_dataset and Dataset.map are wrapped to add up the seconds spent in them (data
+  preparation: reading the files and tokenizing), outermost calls only.
+
+The script runs in this process through runpy as __main__, after sys.argv and sys.path are set
+as if it had been started directly. At exit the probe writes RESULT.json.
+"""
+
+import time
+
+T_START = time.time()  # before any import of note
+
+import atexit  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import runpy  # noqa: E402
+import sys  # noqa: E402
+
+result_path, script, *script_args = sys.argv[1:]
+update_times = []
+prep = {"seconds": 0.0, "depth": 0, "first_start": None, "last_end": None}
+
+
+def write_result():
+    json.dump(
+        {
+            "t_start": T_START,
+            "update_times": update_times,
+            "update_cpu_times": update_cpu_times,
+            "prep_seconds": prep["seconds"],
+            "prep_first_start": prep["first_start"],
+            "prep_last_end": prep["last_end"],
+            "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        },
+        open(result_path, "w"),
+    )
+
+
+atexit.register(write_result)
+
+from torch.optim.optimizer import register_optimizer_step_post_hook  # noqa: E402  (all import torch)
+
+update_cpu_times = []  # process CPU seconds at each update: robust to a busy machine
+
+
+def on_update(*_):
+    update_times.append(time.time())
+    update_cpu_times.append(time.process_time())
+
+
+register_optimizer_step_post_hook(on_update)
+
+import datasets  # noqa: E402  (every contender imports datasets anyway)
+
+
+def timed(function):
+    def wrapper(*args, **kwargs):
+        prep["depth"] += 1
+        start = time.time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            prep["depth"] -= 1
+            if prep["depth"] == 0:
+                end = time.time()
+                prep["seconds"] += end - start
+                prep["first_start"] = prep["first_start"] or start
+                prep["last_end"] = end
+
+    return wrapper
+
+
+datasets.load_dataset = timed(datasets.load_dataset)
+datasets.Dataset.map = timed(datasets.Dataset.map)
+
+sys.argv = [script, *script_args]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+runpy.run_path(script, run_name="__main__")

@@ -1,0 +1,47 @@
+"""The transformers Trainer doing the same work as the generated train.py.
+
+Same data, tokenization, collation, model, batch, AdamW (the non-fused torch one, as train.py
+uses on CPU), linear warmup/decay, clipping, logging interval; no eval, no checkpoints; the final
+model saved like train.py saves it.
+
+    cd <generated project> && python <repo>/bench/trainer_run.py --task causal-lm --output_dir X
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from transformers import Trainer, TrainingArguments, set_seed  # noqa: E402
+
+args = common.parse_args()
+set_seed(args.seed)
+tokenizer = common.load_tokenizer(args.task)
+train_set, label_names = common.prepare_data(args, tokenizer)
+model = common.build_model(args, tokenizer, label_names)
+training_args = TrainingArguments(
+    output_dir=args.output_dir,
+    max_steps=args.max_steps,
+    per_device_train_batch_size=args.per_device_train_batch_size,
+    gradient_accumulation_steps=1,
+    learning_rate=args.learning_rate,
+    weight_decay=args.weight_decay,
+    warmup_steps=args.warmup_steps,
+    lr_scheduler_type="linear",
+    max_grad_norm=args.max_grad_norm,
+    optim="adamw_torch",
+    logging_steps=args.logging_steps,
+    report_to="none",
+    save_strategy="no",
+    eval_strategy="no",
+    use_cpu=True,
+    dataloader_num_workers=0,
+    seed=args.seed,
+    torch_compile=args.torch_compile,
+)
+trainer = Trainer(
+    model=model, args=training_args, train_dataset=train_set, data_collator=common.make_collate(args.task, tokenizer)
+)
+trainer.train()
+trainer.save_model(os.path.join(args.output_dir, "final"))
+tokenizer.save_pretrained(os.path.join(args.output_dir, "final"))
