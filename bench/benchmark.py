@@ -49,9 +49,13 @@ def parse_args():
     parser.add_argument("--batch", type=int, default=16, help="per_device_train_batch_size (default 16).")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every contender (default 1).")
     parser.add_argument("--compile-repeats", type=int, default=2, help="Repeats of the compile rows; 0: none.")
-    parser.add_argument("--compile-updates", type=int, default=None, help="Updates of compile runs (default: --updates).")
+    parser.add_argument(
+        "--compile-updates", type=int, default=None, help="Updates of compile runs (default: --updates)."
+    )
     parser.add_argument("--quick", action="store_true", help="1 repeat, 60 updates, no compile rows, stdout only.")
-    parser.add_argument("--output", default=None, help="Markdown file to write (default bench/results-cpu.md; none with --quick).")
+    parser.add_argument(
+        "--output", default=None, help="Markdown file to write (default bench/results-cpu.md; none with --quick)."
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory (logs, outputs).")
     args = parser.parse_args()
     if args.quick:
@@ -88,7 +92,9 @@ def data_stats(task, project, root, batch):
         "print(json.dumps({'sequences': len(train), 'tokens': sum(len(r) for r in train['input_ids'])}))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(BENCH), HF_DATASETS_CACHE=str(root / "stats-cache"))
-    done = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=env, check=True, capture_output=True, text=True
+    )
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     stats["updates_per_epoch"] = math.ceil(stats["sequences"] / batch)
     stats["tokens_per_update"] = stats["tokens"] / stats["updates_per_epoch"]
@@ -185,7 +191,9 @@ def run_one(contender, task, project, run_dir, data_cache, args, updates, output
         gaps = [b - a for a, b in zip(times[w:], times[w + 1 :])]
         typical = statistics.median(gaps)
         stalls = [g for g in gaps if g > 5 * typical]
-        result.update(stalls=len(stalls), stall_seconds=sum(stalls), median_update_s=typical, median_update_ms=1000 * typical)
+        result.update(
+            stalls=len(stalls), stall_seconds=sum(stalls), median_update_s=typical, median_update_ms=1000 * typical
+        )
     metrics = Path(output_dir) / "metrics.jsonl"
     if contender.startswith("train.py") and metrics.exists():  # train.py's own view, for cross-checking
         records = [json.loads(line) for line in metrics.read_text().splitlines()]
@@ -243,6 +251,7 @@ def summarize(results, stats, args):
             ups = median([r.get("steady_ups") for r in ok])
             cmp = contender != "floor" and contender != "train.py compile"
             stall_text = "; ".join(f"{r.get('stalls', 0)} ({fmt(r.get('stall_seconds', 0), 1)} s)" for r in ok)
+
             def cell(key, digits=2, invert=False):
                 value = median([r.get(key) for r in ok])
                 if key == "steady_ups":
@@ -299,7 +308,16 @@ def summarize(results, stats, args):
             verdicts.append((task, name, f"{fmt(value, 3)}×{extra}", "PASS" if value <= limit else "FAIL",
                              f"{fmt(cpu_value, 3)}×", "PASS" if cpu_value <= limit else "FAIL"))  # fmt: skip
         value = ratio("train.py", "peak_rss_mb")
-        verdicts.append((task, "peak memory within 5% of the floor", f"{fmt(value, 3)}×", "PASS" if value <= 1.05 else "FAIL", "", ""))
+        verdicts.append(
+            (
+                task,
+                "peak memory within 5% of the floor",
+                f"{fmt(value, 3)}×",
+                "PASS" if value <= 1.05 else "FAIL",
+                "",
+                "",
+            )
+        )
         for name, key, cpu_key, lower in (
             ("faster than the Trainer, whole process", "wall", "cpu", True),
             ("faster than the Trainer, steady state", "steady_ups", "cpu_ms_per_update", False),
@@ -310,14 +328,35 @@ def summarize(results, stats, args):
             verdicts.append((task, name, text, "PASS" if good else "FAIL", cpu_text,
                              "" if cpu_good is None else "PASS" if cpu_good else "FAIL"))  # fmt: skip
         verdicts += [
-            (task, "warm cache: data prep <= 10% of cold", f"{fmt(warm, 3)} s vs {fmt(cold, 3)} s = {fmt(warm / cold if cold else math.nan, 3)}×",
-             "PASS" if cold and warm / cold <= 0.10 else "FAIL", "", ""),
-            (task, "warm cache, new output_dir: data prep <= 10% of cold", f"{fmt(warm_new, 3)} s vs {fmt(cold, 3)} s = {fmt(warm_new / cold if cold else math.nan, 3)}×",
-             "PASS" if cold and warm_new / cold <= 0.10 else "FAIL", "", ""),  # fmt: skip
+            (
+                task,
+                "warm cache: data prep <= 10% of cold",
+                f"{fmt(warm, 3)} s vs {fmt(cold, 3)} s = {fmt(warm / cold if cold else math.nan, 3)}×",
+                "PASS" if cold and warm / cold <= 0.10 else "FAIL",
+                "",
+                "",
+            ),
+            (
+                task,
+                "warm cache, new output_dir: data prep <= 10% of cold",
+                f"{fmt(warm_new, 3)} s vs {fmt(cold, 3)} s = {fmt(warm_new / cold if cold else math.nan, 3)}×",
+                "PASS" if cold and warm_new / cold <= 0.10 else "FAIL",
+                "",
+                "",
+            ),  # fmt: skip
         ]
         if compiled:
             works = bool(compiled) and all(r["rc"] == 0 for r in compiled)
-            verdicts.append((task, "torch_compile=true works", f"{sum(r['rc'] == 0 for r in compiled)}/{len(compiled)} runs ok", "PASS" if works else "FAIL", "", ""))
+            verdicts.append(
+                (
+                    task,
+                    "torch_compile=true works",
+                    f"{sum(r['rc'] == 0 for r in compiled)}/{len(compiled)} runs ok",
+                    "PASS" if works else "FAIL",
+                    "",
+                    "",
+                )
+            )
     goal_lines = [
         "Wall-clock measures are what the goals name; the CPU-time view (process CPU seconds, steady "
         "CPU ms per update) is far less sensitive to other jobs on a shared machine.",
@@ -335,7 +374,8 @@ def machine():
     import transformers
 
     model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor()
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
     )
     return (
         f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}; Python {platform.python_version()}, "
@@ -376,7 +416,9 @@ def main():
                 cold_output = root / f"run-{counter}" / "output"
                 for name, output_dir in (("train.py (warm cache)", cold_output), (WARM_NEW, None)):
                     counter += 1
-                    result = run_one(name, task, projects[task], root / f"run-{counter}", cache, args, updates, output_dir)
+                    result = run_one(
+                        name, task, projects[task], root / f"run-{counter}", cache, args, updates, output_dir
+                    )
                     result["repeat"] = repeat
                     results.append(result)
                     print(f"  [{repeat}] {task:19} {name:17} rc={result['rc']} wall={result['wall']:.1f}s "

@@ -51,7 +51,9 @@ while step < total:
         step += 1
         if step % args.logging_steps == 0 or step == total:
             elapsed, start = time.perf_counter() - start, time.perf_counter()
-            log.write(json.dumps({"step": step, "loss": loss_sum.item() / args.logging_steps, "seconds": elapsed}) + "\n")
+            log.write(
+                json.dumps({"step": step, "loss": loss_sum.item() / args.logging_steps, "seconds": elapsed}) + "\n"
+            )
             loss_sum.zero_()
         if step == total:
             break

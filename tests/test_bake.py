@@ -7,9 +7,9 @@ import json
 import shutil
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from conftest import DEFAULTS, TEMPLATE, offline_env, tool
 
 LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
@@ -299,10 +299,29 @@ def test_bad_answer_stops_with_one_sentence_and_leaves_nothing(answers, sentence
 
 @pytest.mark.parametrize("existing_output_dir", [True, False], ids=["output-dir-exists", "output-dir-new"])
 def test_empty_name_with_derived_slug_leaves_nothing(existing_output_dir, run_cookiecutter, tmp_path):
-    """An empty name derives an empty slug, which makes the output directory the project."""
+    """An empty name falls back to the slug my_project, so the hook runs and rejects the name."""
     output_dir = tmp_path / "out"
     if existing_output_dir:
         output_dir.mkdir()
     result = run_cookiecutter(output_dir, project_name="")
     assert result.returncode != 0
+    assert "project_name is empty" in result.stderr
     assert not output_dir.exists() or list(output_dir.iterdir()) == []
+
+
+def test_generated_project_installs_as_its_readme_says(bake, tmp_path):
+    """`pip install -e ".[dev]"` must work: build the project's wheel (no downloads) and check it
+    holds the three modules and declares the dependencies."""
+    import zipfile
+
+    project = bake(task="text-classification")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
+        cwd=project, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"train.py", "config.py", "checkpoints.py"} <= set(names)
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "Requires-Dist: accelerate" in metadata and "Requires-Dist: evaluate" in metadata

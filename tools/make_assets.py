@@ -39,9 +39,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-ROOT = (
-    Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" / "assets"
-)
+ROOT = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" / "assets"
 LM_DIR = ROOT / "causal-lm"
 CLS_DIR = ROOT / "text-classification"
 
@@ -64,24 +62,17 @@ def lm_sentence(rng: random.Random) -> str:
     templates = [
         lambda: f"{c(NAMES)} {c(VERBS)} a {c(ADJS)} {c(THINGS)} in the {c(PLACES)}.",
         lambda: f"The {c(ADJS)} {c(ANIMALS)} {c(MOVES)} to the {c(PLACES)}.",
-        lambda: (
-            f"{c(TIMES)}, {c(NAMES)} {c(MOVES)} to the {c(PLACES)} with the {c(ANIMALS)}."
-        ),
+        lambda: f"{c(TIMES)}, {c(NAMES)} {c(MOVES)} to the {c(PLACES)} with the {c(ANIMALS)}.",
         lambda: f"It was {c(WEATHER)}, so the {c(ANIMALS)} stayed in the {c(PLACES)}.",
         lambda: f"{c(NAMES)} gave the {c(THINGS)} to {c(NAMES)}.",
         lambda: f"The {c(ANIMALS)} is {c(ADJS)} and the {c(THINGS)} is {c(ADJS)}.",
-        lambda: (
-            f"{c(NAMES)} has {rng.randint(2, 9)} {c(THINGS)}s and {rng.randint(2, 9)} {c(ANIMALS)}s."
-        ),
+        lambda: f"{c(NAMES)} has {rng.randint(2, 9)} {c(THINGS)}s and {rng.randint(2, 9)} {c(ANIMALS)}s.",
     ]
     return c(templates)()
 
 
 def lm_rows(rng: random.Random, n: int) -> list[dict]:
-    return [
-        {"text": " ".join(lm_sentence(rng) for _ in range(rng.randint(1, 4)))}
-        for _ in range(n)
-    ]
+    return [{"text": " ".join(lm_sentence(rng) for _ in range(rng.randint(1, 4)))} for _ in range(n)]
 
 
 # --- text-classification grammar ---------------------------------------------
@@ -205,9 +196,7 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out: Path) -> None:
     path = out / "tokenizer_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    path.write_text(
-        json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def build_causal_lm(texts: list[str]) -> None:
@@ -264,9 +253,7 @@ def build_classifier(texts: list[str]) -> None:
     # sorted order, fixes their ids and makes training deterministic.
     chars = sorted({ch for t in texts for ch in normalizer.normalize_str(t)})
     suffixes = ["##" + ch for ch in chars if not ch.isspace()]
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=1000, special_tokens=specials + suffixes, show_progress=False
-    )
+    trainer = trainers.WordPieceTrainer(vocab_size=1000, special_tokens=specials + suffixes, show_progress=False)
     draft = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     draft.normalizer = normalizer
     draft.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -309,9 +296,7 @@ def build_classifier(texts: list[str]) -> None:
 
     # Smoke test: reload from disk and run a forward pass on a padded batch.
     tokenizer = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForSequenceClassification.from_config(
-        AutoConfig.from_pretrained(out, num_labels=3)
-    )
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(out, num_labels=3))
     batch = tokenizer(texts[:4], padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = model(**batch).logits

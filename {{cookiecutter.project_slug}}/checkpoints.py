@@ -22,7 +22,7 @@ def checkpoint_dirs(output_dir):
     return sorted(complete, key=lambda path: int(path.name[5:]))
 
 
-def check_output_dir(cfg, task):
+def check_output_dir(cfg, task, world):
     """Refuse to clobber a run and find the checkpoint to resume from. Reads only."""
     output_dir, checkpoint = Path(cfg.output_dir), None
     results = [output_dir / "final", output_dir / "metrics.jsonl"]  # a run's other traces
@@ -43,12 +43,17 @@ def check_output_dir(cfg, task):
     if checkpoint:
         try:
             saved = json.loads((checkpoint / "trainer_state.json").read_text())
-            origin = (saved["task"], saved["model"])
+            origin, batching = (saved["task"], saved["model"]), (saved["global_batch"], saved["accumulation"])
         except (ValueError, KeyError):
             raise UsageError(f"Checkpoint {checkpoint} has an unreadable trainer_state.json.") from None
         model_id = cfg.model_name_or_path or cfg.config_name
         if origin != (task, model_id):
             raise UsageError(f"Checkpoint {checkpoint} is from {origin[1]} ({origin[0]}), not {model_id}.")
+        if batching != (cfg.per_device_train_batch_size * world, cfg.gradient_accumulation_steps):
+            raise UsageError(
+                f"Checkpoint {checkpoint} was trained with {batching[0]} samples per micro-batch over all processes "
+                f"and accumulation {batching[1]}; resume with the same, or its position in the data is lost."
+            )
     existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"Cannot write to output_dir {output_dir}: {existing} is not a writable directory.")

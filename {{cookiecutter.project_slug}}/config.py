@@ -325,6 +325,8 @@ def validate(cfg):
         raise UsageError("load_best_model_at_end needs save_steps to be a multiple of eval_steps.")
     if not cfg.metric_for_best_model.startswith("eval_"):
         raise UsageError("Option metric_for_best_model must name an eval_ metric, e.g. eval_loss.")
+    if cfg.lr_scheduler_type == "constant" and (cfg.warmup_steps or cfg.warmup_ratio):
+        raise UsageError("lr_scheduler_type=constant has no warmup; use constant_with_warmup.")
     if cfg.mixed_precision == "fp16" and cfg.optim == "adafactor":
         raise UsageError("optim=adafactor does not support mixed_precision=fp16; use bf16 or no.")
     if cfg.greater_is_better is None:

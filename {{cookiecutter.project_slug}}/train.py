@@ -22,9 +22,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import datasets
-{% if not causal %}
-import evaluate
-{% endif %}
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -95,9 +92,11 @@ def forward(model, batch):
 {% endif %}
 
 
-def is_due(strategy, every, step, epoch_end):
-    """Whether eval_strategy/save_strategy asks for work after this update."""
-    return (strategy == "steps" and step % every == 0) or (strategy == "epoch" and epoch_end)
+def is_due(strategy, every, step, epoch_end, last):
+    """Whether eval_strategy/save_strategy asks for work after this update (and after the last)."""
+    if strategy == "no":
+        return False
+    return last or (strategy == "steps" and step % every == 0) or (strategy == "epoch" and epoch_end)
 
 
 def load_raw_datasets(cfg):
@@ -152,7 +151,7 @@ def train(cfg):
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
         raise UsageError("Under DeepSpeed set gradient_accumulation_steps=1: its engine steps on every backward.")
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-    checkpoint = check_output_dir(cfg, TASK)  # reads only: nothing on disk changes before step 7
+    checkpoint = check_output_dir(cfg, TASK, world)  # reads only: nothing on disk changes before step 7
     set_seed(cfg.seed)
 
     # 2. Tokenizer and model config: cheap, so bad names and sizes fail before any data work ---
@@ -167,6 +166,18 @@ def train(cfg):
         raise UsageError(f"Could not load {model_id}: not a model directory, nor reachable on the hub.") from error
     if tokenizer.pad_token is None:  # GPT-style tokenizers have none; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
+{% if causal %}
+    eval_names = ["eval_loss", "eval_perplexity"]
+{% else %}
+    eval_names = ["eval_loss"]
+    if cfg.eval_strategy != "no":  # evaluate is imported only when used: it adds ~1.5 s to start-up
+        import evaluate
+
+        metric = evaluate.combine([str(Path(n).resolve()) if Path(n).is_dir() else n for n in cfg.metrics.split(",")])
+        eval_names += [f"eval_{name}" for name in metric.compute(predictions=[0], references=[0])]
+{% endif %}
+    if cfg.eval_strategy != "no" and cfg.metric_for_best_model not in eval_names:
+        raise UsageError(f"metric_for_best_model {cfg.metric_for_best_model} is not one of {', '.join(eval_names)}.")
 {% set length = "block_size" if causal else "max_seq_length" %}
     if cfg.{{ length }} > getattr(model_config, "max_position_embeddings", math.inf):
         limit = model_config.max_position_embeddings
@@ -176,20 +187,23 @@ def train(cfg):
     with accelerator.main_process_first():  # the main process tokenizes, the others read its cache
         raw = load_raw_datasets(cfg)
 {% if causal %}
-        text = cfg.text_column_name
+        # datasets caches map() by hashing tokenize and what it reads: plain values, not cfg, so a
+        # change of learning_rate or output_dir reuses the cached tokens.
+        text, block, packing = cfg.text_column_name, cfg.block_size, cfg.packing
 
         def tokenize(rows):
             texts = [t for t in rows[text] if t and t.strip()]
-            if not cfg.packing:  # one text per sequence: the fine-tuning case
-                return {"input_ids": tokenizer(texts, truncation=True, max_length=cfg.block_size)["input_ids"]}
+            if not packing:  # one text per sequence: the fine-tuning case
+                return {"input_ids": tokenizer(texts, truncation=True, max_length=block)["input_ids"]}
             # Concatenate texts, EOS between them, and cut full blocks; the short tail is dropped.
             documents = [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts)["input_ids"]]
             stream = list(itertools.chain.from_iterable(documents))
-            usable = len(stream) // cfg.block_size * cfg.block_size
-            return {"input_ids": [stream[i : i + cfg.block_size] for i in range(0, usable, cfg.block_size)]}
+            usable = len(stream) // block * block
+            return {"input_ids": [stream[i : i + block] for i in range(0, usable, block)]}
 
 {% else %}
-        text, label = cfg.text_column_name, cfg.label_column_name
+        # datasets caches map() by hashing tokenize and what it reads: plain values, not cfg.
+        text, label, max_length = cfg.text_column_name, cfg.label_column_name, cfg.max_seq_length
         label_names = sorted(raw["train"].unique(label))  # string or integer labels, mapped to ids
         if isinstance(raw["train"].features[label], datasets.ClassLabel):
             label_names = raw["train"].features[label].names
@@ -199,7 +213,7 @@ def train(cfg):
             raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")
 
         def tokenize(rows):
-            encoded = tokenizer(rows[text], truncation=True, max_length=cfg.max_seq_length)
+            encoded = tokenizer(rows[text], truncation=True, max_length=max_length)
             return {"input_ids": encoded["input_ids"], "labels": [label_ids[name] for name in rows[label]]}
 
 {% endif %}
@@ -263,9 +277,11 @@ def train(cfg):
     model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
 
     # 6. Schedule: updates counted from this process's shard of the data ----------------------
-    k = cfg.gradient_accumulation_steps
+    accumulation = cfg.gradient_accumulation_steps
     micro_per_epoch = len(epoch_micro_batches(len(train_set), 0, cfg, world, rank))
-    updates_per_epoch = math.ceil(micro_per_epoch / k)  # an epoch's last update may hold < k
+    updates_per_epoch = math.ceil(micro_per_epoch / accumulation)  # an epoch's last update may hold fewer
+    if 0 < len(train_set) % (cfg.per_device_train_batch_size * world) < world:
+        accelerator.print(f"Note: each epoch skips its last {len(train_set) % world} sample(s): one per process.")
     total_updates = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * updates_per_epoch)
     warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * total_updates)
     if warmup >= total_updates:
@@ -273,7 +289,9 @@ def train(cfg):
 
     # 7. State: fresh, or everything back from a checkpoint ----------------------------------
     state = {
-        "task": TASK, "model": model_id, "global_step": 0, "epoch": 0, "batches_done": 0,
+        "task": TASK, "model": model_id, "global_batch": cfg.per_device_train_batch_size * world,
+        "accumulation": accumulation, "total_updates": total_updates,
+        "global_step": 0, "epoch": 0, "batches_done": 0,
         "best_metric": None, "best_step": None, "best_checkpoint": None,
         "evals_without_improvement": 0, "skipped_updates": 0,
     }  # fmt: skip
@@ -282,17 +300,18 @@ def train(cfg):
             accelerator.load_state(checkpoint)
         except Exception as error:  # missing file, wrong shapes: the checkpoint is unusable
             raise UsageError(f"Checkpoint {checkpoint} cannot be loaded: {str(error).splitlines()[0]}") from error
-        state.update(json.loads((checkpoint / "trainer_state.json").read_text()))
-        accelerator.print(f"Resumed from {checkpoint} at update {state['global_step']}.")
+        saved = json.loads((checkpoint / "trainer_state.json").read_text())
+        state.update(saved, total_updates=total_updates)
+        accelerator.print(f"Resumed from {checkpoint} at update {state['global_step']} of {total_updates}.")
+        if saved["total_updates"] != total_updates:
+            accelerator.print(f"Note: the schedule now spans {total_updates} updates, not {saved['total_updates']}.")
     start_run(cfg, accelerator, checkpoint)  # the first write: config.yaml, and --overwrite_output_dir
     metrics_file = Path(cfg.output_dir, "metrics.jsonl")
     if accelerator.is_main_process and metrics_file.exists():  # drop records the resumed run redoes
         records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
         metrics_file.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= state["global_step"]))
-    accelerator.init_trackers(cfg.run_name, config={k: str(v) if v is None else v for k, v in vars(cfg).items()})
-{% if not causal %}
-    metric = evaluate.combine([str(Path(n).resolve()) if Path(n).is_dir() else n for n in cfg.metrics.split(",")])
-{% endif %}
+    tracked = {name: str(value) if value is None else value for name, value in vars(cfg).items()}  # no None
+    accelerator.init_trackers(cfg.run_name, config=tracked)
 
     def log(record):
         if accelerator.is_main_process:
@@ -346,7 +365,7 @@ def train(cfg):
         remaining = batches[state["batches_done"] :]
         micro_batches = iter(DataLoader(train_set, batch_sampler=remaining, generator=generator, **loader_options))
         while state["global_step"] < total_updates and stop_reason is None:
-            window = list(itertools.islice(micro_batches, k))
+            window = list(itertools.islice(micro_batches, accumulation))
             if not window:
                 break
             # The update's loss is the mean over all of its targets, on all processes. Each
@@ -394,13 +413,13 @@ def train(cfg):
             progress.update(1)
 
             log_now = step % cfg.logging_steps == 0 or last
-            eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end)
-            save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end)
+            eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end, last)
+            save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end, last)
             if stop_signals or world > 1:  # every process must stop at the same update
                 flag = accelerator.reduce(torch.tensor(len(stop_signals), device=device), "sum")
                 stop_reason = "a stop signal" if flag.item() > 0 else None
 
-            if log_now:  # the only regular device->host sync
+            if log_now:  # the only device->host sync on one process; several also agree on stopping above
                 loss_sum, tokens, samples = logged.tolist()
                 elapsed = time.perf_counter() - window_start
                 record = {
@@ -421,11 +440,10 @@ def train(cfg):
                     f"good checkpoint is {good[-1] if good else 'none'}. Lower learning_rate, or set on_nonfinite=skip."
                 )
 
+            paused = time.perf_counter()  # eval and save time is kept out of the throughput
             if eval_now:
                 scores = run_evaluation()
                 log({"step": step, "epoch": round(epoch_float, 4), **scores})
-                if cfg.metric_for_best_model not in scores:
-                    raise UsageError(f"metric_for_best_model {cfg.metric_for_best_model} is not in {sorted(scores)}.")
                 value, best = scores[cfg.metric_for_best_model], state["best_metric"]
                 if best is None or (value > best if cfg.greater_is_better else value < best):
                     state.update(best_metric=value, best_step=step, evals_without_improvement=0)
@@ -435,6 +453,7 @@ def train(cfg):
                     stop_reason = "early stopping"
             if save_now or stop_reason == "a stop signal":
                 save_checkpoint(accelerator, cfg, state)  # weights, optimizer, scaler, RNG, state
+            window_start += time.perf_counter() - paused
     progress.close()
     if stop_reason == "a stop signal":
         accelerator.print(f"Stopped by a signal after update {state['global_step']}; checkpoint saved.")

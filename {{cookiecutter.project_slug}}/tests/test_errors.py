@@ -46,6 +46,8 @@ ROWS = [
         "save_strategy equal to eval_strategy",
     ),
     ("a metric without eval_ prefix", {"metric_for_best_model": "loss"}, "must name an eval_ metric"),
+    ("a metric that evaluation does not produce", {"metric_for_best_model": "eval_bleu"}, "eval_bleu is not one of"),
+    ("constant schedule with warmup", {"lr_scheduler_type": "constant"}, "use constant_with_warmup"),
     ("a malformed YAML config", {"config": "{malformed_yaml}"}, "is not valid YAML at line"),
     ("a YAML config that is a list", {"config": "{list_yaml}"}, "must hold a mapping"),
     ("a missing YAML config", {"config": "nowhere.yaml"}, "Cannot read config file nowhere.yaml"),
@@ -64,6 +66,11 @@ ROWS = [
     ("resume from a path with no checkpoint", {"resume_from_checkpoint": "nowhere"}, "not a complete checkpoint"),
     ("resume from a corrupt checkpoint", {"resume_from_checkpoint": "{corrupt_checkpoint}"}, "cannot be loaded"),
     ("resume from another model's checkpoint", {"resume_from_checkpoint": "{foreign_checkpoint}"}, "is from other"),
+    (
+        "resume with another batch size",
+        {"resume_from_checkpoint": "{good_checkpoint}", "per_device_train_batch_size": 8},
+        "was trained with 4 samples per micro-batch",
+    ),
     ("an unwritable output directory", {"output_dir": "{file_as_dir}"}, "is not a writable directory"),
     ("an output dir that holds a run", {"output_dir": "{previous_run}"}, "already holds a run"),
     *TASK_ROWS,
@@ -96,7 +103,7 @@ def material(tmp_path_factory):
         "xml_file": root / "data.xml", "broken_jsonl": root / "broken.jsonl", "empty_jsonl": root / "empty.jsonl",
         "header_only_csv": root / "header-only.csv",
         "corrupt_checkpoint": corrupt, "foreign_checkpoint": foreign, "file_as_dir": root / "file" / "out",
-        "previous_run": run,
+        "previous_run": run, "good_checkpoint": run / "checkpoints" / "step-2",
     }  # fmt: skip
 {% if cookiecutter.task == "text-classification" %}
     rows = [json.loads(line) for line in (PROJECT / TINY["validation_file"]).open()][:20]

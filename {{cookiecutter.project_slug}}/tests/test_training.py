@@ -169,7 +169,8 @@ def test_cpu_launch_config_runs_two_processes(tmp_path):
     out = tmp_path / "run"
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/cpu_2proc.yaml"]
     launch += ["--main_process_port", str(29400 + os.getpid() % 100)]
-    command = launch + ["train.py", *arguments(out, max_steps=2)]
+    command = launch + ["train.py", *arguments(out, max_steps=2, save_strategy="steps")]
     result = subprocess.run(command, cwd=PROJECT, env=environment(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(losses(out)) == [1, 2]
+    assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").exists(), "a second process took part"
