@@ -12,7 +12,14 @@ import pytest
 from conftest import offline_env
 
 
-@pytest.mark.parametrize("task", ["causal-lm", "text-classification"])
+# Under `pytest -n 2 --dist loadgroup` (scripts/test.sh) the two suites run side by side, one per core.
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param("causal-lm", marks=pytest.mark.xdist_group("causal-lm")),
+        pytest.param("text-classification", marks=pytest.mark.xdist_group("text-classification")),
+    ],
+)
 def test_generated_suite_passes(task, bake, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(bake(task=task), project)  # a copy, so the shared bake stays pristine
@@ -22,7 +29,7 @@ def test_generated_suite_passes(task, bake, tmp_path):
         cwd=project,
         capture_output=True,
         text=True,
-        env=offline_env(),
+        env={**offline_env(), "OMP_NUM_THREADS": "1"},  # tiny models: one thread each, two suites at once
         timeout=3600,
     )
     assert result.returncode == 0, f"{task} suite failed:\n{result.stdout[-8000:]}\n{result.stderr[-4000:]}"
