@@ -349,6 +349,8 @@ def train(cfg):
 
     # 8. The loop: one optimizer update per window of k micro-batches --------------------------
     stop_signals = []  # SLURM sends SIGTERM/SIGUSR1 before it kills a job
+    # Processes agree on stopping through a CPU (gloo) all-reduce each update: no GPU sync.
+    stop_group = torch.distributed.new_group(backend="gloo") if world > 1 else None
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, lambda received, frame: stop_signals.append(received))
     fp16 = cfg.mixed_precision == "fp16"  # fp16 overflows are normal: the grad scaler skips those updates
@@ -371,16 +373,15 @@ def train(cfg):
             # The update's loss is the mean over all of its targets, on all processes. Each
             # micro-batch adds (its summed loss) / (targets in the update); the process count
             # compensates for DDP averaging gradients over processes.
+            window = [{key: value.to(device, non_blocking=True) for key, value in batch.items()} for batch in window]
 {% if causal %}
-            targets = sum(int((batch["labels"][:, 1:] != -100).sum()) for batch in window)  # on CPU: no sync
+            local_targets = sum((batch["labels"][:, 1:] != -100).sum() for batch in window)  # on device: no sync
 {% else %}
-            targets = sum(len(batch["labels"]) for batch in window)  # counted on CPU: no device sync
+            local_targets = sum((batch["labels"] != -100).sum() for batch in window)  # on device: no sync
 {% endif %}
-            local_targets = torch.tensor(float(targets), device=device)
-            update_targets = accelerator.reduce(local_targets, "sum")
+            update_targets = accelerator.reduce(local_targets.float(), "sum")
             update_loss = torch.zeros((), device=device)
             for i, batch in enumerate(window):
-                batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
                 logged[1] += batch["attention_mask"].sum()
                 logged[2] += len(batch["input_ids"])
                 with accelerator.no_sync(model) if i < len(window) - 1 else nullcontext():
@@ -415,9 +416,10 @@ def train(cfg):
             log_now = step % cfg.logging_steps == 0 or last
             eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end, last)
             save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end, last)
-            if stop_signals or world > 1:  # every process must stop at the same update
-                flag = accelerator.reduce(torch.tensor(len(stop_signals), device=device), "sum")
-                stop_reason = "a stop signal" if flag.item() > 0 else None
+            flag = torch.tensor(len(stop_signals))
+            if world > 1:  # every process must stop at the same update
+                torch.distributed.all_reduce(flag, group=stop_group)
+            stop_reason = "a stop signal" if flag.item() > 0 else stop_reason
 
             if log_now:  # the only device->host sync on one process; several also agree on stopping above
                 loss_sum, tokens, samples = logged.tolist()

@@ -54,8 +54,10 @@ TINY = {
 }
 {% if cookiecutter.task == "causal-lm" %}
 DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+WIDER = {"n_embd": 384, "n_layer": 4}
 {% else %}
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+WIDER = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 4}
 {% endif %}
 
 
@@ -163,12 +165,23 @@ def assert_close_weights(a, b, rel):
         assert torch.allclose(a[name], b[name], rtol=rel, atol=1e-7), f"parameter {name} differs"
 
 
-@pytest.fixture
-def model_with_dropout(tmp_path):
-    """A copy of the tiny model config with dropout on, so resume must restore the RNG too."""
-    target = tmp_path / "tiny-model-dropout"
+def model_copy(directory, **overrides):
+    """A copy of the tiny model's config and tokenizer with some config values changed."""
+    target = Path(directory) / "tiny-model-copy"
     shutil.copytree(PROJECT / "assets" / TASK / "tiny-model", target)
     config = json.loads((target / "config.json").read_text())
-    config.update({key: 0.1 for key in DROPOUT_KEYS})
-    (target / "config.json").write_text(json.dumps(config))
+    (target / "config.json").write_text(json.dumps({**config, **overrides}))
     return target
+
+
+@pytest.fixture
+def model_with_dropout(tmp_path):
+    """Dropout on, so resume must restore the RNG too."""
+    return model_copy(tmp_path, **{key: 0.1 for key in DROPOUT_KEYS})
+
+
+@pytest.fixture
+def slow_to_save_model(tmp_path):
+    """A wider model: checkpoints take longer to write than updates take to run, so random kills
+    land inside saves often."""
+    return model_copy(tmp_path, **WIDER)

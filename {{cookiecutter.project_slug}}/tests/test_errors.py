@@ -46,7 +46,11 @@ ROWS = [
         "save_strategy equal to eval_strategy",
     ),
     ("a metric without eval_ prefix", {"metric_for_best_model": "loss"}, "must name an eval_ metric"),
-    ("a metric that evaluation does not produce", {"metric_for_best_model": "eval_bleu"}, "eval_bleu is not one of"),
+    (
+        "a metric that evaluation does not produce",
+        {"metric_for_best_model": "eval_bleu", "eval_strategy": "epoch"},
+        "eval_bleu is not one of",
+    ),
     ("constant schedule with warmup", {"lr_scheduler_type": "constant"}, "use constant_with_warmup"),
     ("a malformed YAML config", {"config": "{malformed_yaml}"}, "is not valid YAML at line"),
     ("a YAML config that is a list", {"config": "{list_yaml}"}, "must hold a mapping"),
