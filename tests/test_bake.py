@@ -120,8 +120,7 @@ def test_files_match_answers(case):
     assert (project / "assets" / task / "data" / "train.jsonl").is_file()
     assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
     if task == "text-classification":
-        assert (project / "metrics" / "accuracy" / "accuracy.py").is_file()
-        assert (project / "metrics" / "f1" / "f1.py").is_file()
+        assert (project / "metrics" / "classification" / "classification.py").is_file()
     else:
         assert not (project / "metrics").exists()
     workflow = project / ".github" / "workflows" / "ci.yml"

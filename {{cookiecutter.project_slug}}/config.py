@@ -126,7 +126,7 @@ class TrainConfig:
     eval_steps: int = opt(500, "Evaluate every N updates (eval_strategy=steps).")
 {% if cookiecutter.task == "text-classification" %}
     metrics: str = opt(
-        "metrics/accuracy,metrics/f1",
+        "metrics/classification",
         "Comma-separated evaluate metrics: local module directories (offline) or hub names.",
     )
 {% endif %}
@@ -143,6 +143,7 @@ class TrainConfig:
         None, "A checkpoint directory, or 'latest' (newest in output_dir/checkpoints)."
     )
     logging_steps: int = opt(10, "Log every N updates (loss is the mean over those N).")
+    peak_tflops: float | None = opt(None, "Peak TFLOP/s of one accelerator (989 for H100 bf16): logs mfu.")
     report_to: str = opt("{{ cookiecutter.tracker }}", "Tracker: none, tensorboard, wandb or mlflow.")
     run_name: str | None = opt(None, "Run name for the tracker; defaults to output_dir's name.")
     seed: int = opt(42, "Seed for model initialisation and dropout.")
@@ -183,6 +184,7 @@ POSITIVE = (
     "max_eval_samples",
     "early_stopping_patience",
     "lr_num_cycles",
+    "peak_tflops",
 )
 NON_NEGATIVE = (
     "learning_rate",

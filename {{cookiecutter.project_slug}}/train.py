@@ -258,6 +258,7 @@ def train(cfg):
             model = model_class.from_config(model_config, trust_remote_code=remote)
     except (OSError, ValueError) as error:
         raise UsageError(f"Could not load the weights of {model_id}: {str(error).splitlines()[0]}") from error
+    flops_per_token = 6 * sum(p.numel() for p in model.parameters())  # forward + backward; for mfu
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
@@ -431,6 +432,8 @@ def train(cfg):
                     "samples_per_second": round(samples * world / elapsed, 1),
                     "skipped_updates": state["skipped_updates"],
                 }  # fmt: skip
+                if cfg.peak_tflops:  # model FLOPs utilisation of each accelerator
+                    record["mfu"] = round(flops_per_token * tokens / elapsed / (cfg.peak_tflops * 1e12), 4)
                 log(record)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
                 logged.zero_()

@@ -108,9 +108,10 @@ def test_new_run_refuses_an_output_dir_that_holds_a_run(tmp_path):
 
 def test_metrics_records_are_one_json_object_per_line(tmp_path):
     out = tmp_path / "run"
-    run_train(out, max_steps=3, eval_strategy="steps", eval_steps=3)
+    run_train(out, max_steps=3, eval_strategy="steps", eval_steps=3, peak_tflops=0.01)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
     record = train_records(out)[0]
     expected = {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second", "samples_per_second"}
     assert expected <= record.keys()
+    assert 0 < record["mfu"] < 1000, "model FLOPs utilisation is logged when peak_tflops is set"

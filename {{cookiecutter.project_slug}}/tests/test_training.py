@@ -101,6 +101,15 @@ def test_packing_cuts_full_blocks(tmp_path):
     run_train(out, max_steps=2, packing="true", block_size=32, max_train_samples=100)
     assert sorted(losses(out)) == [1, 2]
 {% else %}
+def test_bundled_metric_module_computes_accuracy_and_macro_f1():
+    import evaluate
+
+    metric = evaluate.load(str(PROJECT / "metrics" / "classification"))
+    scores = metric.compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, 2])
+    # Per-class F1: class 0 = 1, class 1 = 2/3 (1 of 2 found), class 2 = 2/3 (1 of 2 predicted right).
+    assert scores == {"accuracy": 0.75, "f1": pytest.approx((1 + 2 / 3 + 2 / 3) / 3)}
+
+
 def test_integer_labels_work_too(tmp_path):
     rows = [json.loads(line) for line in (PROJECT / "assets" / TASK / "data/train.jsonl").open()][:60]
     names = sorted({row["label"] for row in rows})
