@@ -276,6 +276,7 @@ def train(cfg):
     else:
         optimizer = torch.optim.SGD(groups, lr=cfg.learning_rate)
     model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
+    clipped = list(model.parameters())  # listed once: walking the modules every update costs ~0.3 ms
 
     # 6. Schedule: updates counted from this process's shard of the data ----------------------
     accumulation = cfg.gradient_accumulation_steps
@@ -391,7 +392,7 @@ def train(cfg):
                     accelerator.backward(loss)
                 update_loss += loss.detach() / world
             update_loss = accelerator.reduce(update_loss, "sum")
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or math.inf)
+            grad_norm = accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm or math.inf)
             learning_rate = lr_at(state["global_step"], total_updates, warmup, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate

@@ -10,7 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import PROJECT, TASK, arguments, environment, eval_records, losses, records, run_config, run_train
+from conftest import (
+    PROJECT,
+    TASK,
+    arguments,
+    environment,
+    eval_records,
+    final_weights,
+    losses,
+    records,
+    run_config,
+    run_train,
+)
 {% if cookiecutter.task == "causal-lm" %}
 from transformers import AutoModelForCausalLM as AutoModelForTask
 {% else %}
@@ -183,3 +194,28 @@ def test_cpu_launch_config_runs_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(losses(out)) == [1, 2]
     assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").exists(), "a second process took part"
+
+
+def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
+    """After one update from the same start, runs with and without weight decay differ only in
+    the matrices: biases and norm weights (the 1-D parameters) are never decayed."""
+    plain, decayed = tmp_path / "plain", tmp_path / "decayed"
+    run_train(plain, max_steps=1, warmup_steps=0, weight_decay=0.0)
+    run_train(decayed, max_steps=1, warmup_steps=0, weight_decay=0.5)
+    a, b = final_weights(plain), final_weights(decayed)
+    assert all(torch.equal(a[name], b[name]) for name in a if a[name].ndim < 2)
+    assert all(not torch.equal(a[name], b[name]) for name in a if a[name].ndim >= 2)
+
+
+def test_logged_grad_norm_is_before_clipping(tmp_path):
+    out = tmp_path / "run"
+    run_train(out, max_steps=3, max_grad_norm=1e-3)
+    assert all(r["grad_norm"] > 1e-2 for r in records(out) if "grad_norm" in r)
+
+
+def test_fine_tune_from_pretrained_weights(tmp_path):
+    """model_name_or_path loads weights (here: a model this project trained) and trains on."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_train(first, max_steps=20)
+    run_train(second, max_steps=2, model_name_or_path=first / "final", config_name="null")
+    assert losses(second)[1] < 0.9 * losses(first)[1], "the second run starts from trained weights"
