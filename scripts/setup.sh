@@ -8,9 +8,13 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 stamp=".venv/.installed-$(cat requirements-dev.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+install() {  # quiet, minus this machine's notices about missing local index folders
+    .venv/bin/python -m pip install -q "$@" 2> >(grep -v "^WARNING: Location" >&2)
+}
 if [ ! -f "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q "$TORCH_SPEC"
-    .venv/bin/python -m pip install -q -r requirements-dev.txt
+    echo "Setting up .venv (torch: $TORCH_SPEC) ..."
+    install --upgrade pip
+    install "$TORCH_SPEC"
+    install -r requirements-dev.txt
     touch "$stamp"
 fi
