@@ -23,8 +23,8 @@ def checkpoint_dirs(output_dir):
 
 
 def check_output_dir(cfg, task, world):
-    """Refuse to clobber a run and find the checkpoint to resume from. Reads only."""
-    output_dir, checkpoint = Path(cfg.output_dir), None
+    """Refuse to clobber a run; find the checkpoint to resume from and its saved state. Reads only."""
+    output_dir, checkpoint, saved = Path(cfg.output_dir), None, None
     results = [output_dir / "final", output_dir / "metrics.jsonl"]  # a run's other traces
     if cfg.resume_from_checkpoint == "latest":
         found = checkpoint_dirs(output_dir)
@@ -57,7 +57,7 @@ def check_output_dir(cfg, task, world):
     existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise UsageError(f"Cannot write to output_dir {output_dir}: {existing} is not a writable directory.")
-    return checkpoint
+    return checkpoint, saved
 
 
 def start_run(cfg, accelerator, checkpoint):

@@ -151,7 +151,7 @@ def train(cfg):
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
         raise UsageError("Under DeepSpeed set gradient_accumulation_steps=1: its engine steps on every backward.")
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-    checkpoint = check_output_dir(cfg, TASK, world)  # reads only: nothing on disk changes before step 7
+    checkpoint, saved = check_output_dir(cfg, TASK, world)  # reads only: nothing on disk changes before step 7
     set_seed(cfg.seed)
 
     # 2. Tokenizer and model config: cheap, so bad names and sizes fail before any data work ---
@@ -302,7 +302,6 @@ def train(cfg):
             accelerator.load_state(checkpoint)
         except Exception as error:  # missing file, wrong shapes: the checkpoint is unusable
             raise UsageError(f"Checkpoint {checkpoint} cannot be loaded: {str(error).splitlines()[0]}") from error
-        saved = json.loads((checkpoint / "trainer_state.json").read_text())
         state.update(saved, total_updates=total_updates)
         accelerator.print(f"Resumed from {checkpoint} at update {state['global_step']} of {total_updates}.")
         if saved["total_updates"] != total_updates:

@@ -1,6 +1,7 @@
 """Helpers that run the real train.py (through `accelerate launch` for several processes) on tiny
 settings and read back what it wrote. Nothing here mocks the training stack."""
 
+import hashlib
 import json
 import math
 import os
@@ -82,26 +83,25 @@ def arguments(output_dir, **options):
     return [f"--{name}={value}" for name, value in values.items()]
 
 
-def run_train(output_dir, processes=1, check=True, env=None, **options):
-    """Run train.py to completion; return the finished process (stdout and stderr captured)."""
+def finish(args, processes=1, check=True, env=None):
+    """Run train.py with `args` to completion; return the finished process (output captured)."""
     result = subprocess.run(
-        command(processes) + arguments(output_dir, **options),
-        cwd=PROJECT, env=env or environment(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        command(processes) + args, cwd=PROJECT, env=env or environment(), capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
 
 
+def run_train(output_dir, processes=1, check=True, env=None, **options):
+    """Run train.py on the tiny settings plus `options`."""
+    return finish(arguments(output_dir, **options), processes, check, env)
+
+
 def run_config(config, output_dir, **options):
     """Run train.py with a shipped config file alone (no tiny overrides), plus `options`."""
     values = {"output_dir": output_dir, **options}
-    result = subprocess.run(
-        [sys.executable, "train.py", f"--config={config}"] + [f"--{k}={v}" for k, v in values.items()],
-        cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result
+    return finish([f"--config={config}"] + [f"--{name}={value}" for name, value in values.items()])
 
 
 def start_train(output_dir, processes=1, **options):
@@ -126,6 +126,12 @@ def wait_for_step(process, output_dir, step, timeout=300):
 def kill_group(process, signum=signal.SIGKILL):
     os.killpg(process.pid, signum)
     process.wait(timeout=120)
+
+
+def tree_digest(path):
+    """sha256 of every file below `path`, by relative name: proves nothing was touched."""
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def records(output_dir):

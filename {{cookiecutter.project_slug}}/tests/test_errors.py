@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, TASK, {% if cookiecutter.task != 'causal-lm' %}TINY, {% endif %}arguments, environment, run_train
-from test_reliability import tree_digest
+from conftest import PROJECT, TASK, {% if cookiecutter.task != 'causal-lm' %}TINY, {% endif %}arguments, environment, run_train, tree_digest
 
 import train
 

@@ -1,20 +1,14 @@
 """Runs survive kills, preemption and rotation without losing work (README, "Reliability")."""
 
-import hashlib
 import json
 import random
 import signal
 import time
 
 import pytest
-from conftest import kill_group, losses, run_train, start_train, train_records, wait_for_step
+from conftest import kill_group, losses, run_train, start_train, train_records, tree_digest, wait_for_step
 
 LONG = {"num_train_epochs": 6, "save_strategy": "steps", "save_steps": 1, "per_device_train_batch_size": 2}
-
-
-def tree_digest(path):
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.mark.slow
