@@ -195,14 +195,17 @@ def test_logged_loss_is_the_mean_of_the_window(tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_and_names_the_update(tmp_path):
+    """Checked at every log/eval/save (every update here): the message names the last good update."""
     out = tmp_path / "run"
     result = run_train(out, check=False, learning_rate=1e30, max_steps=20, save_strategy="steps", save_steps=1)
     assert result.returncode != 0
-    assert "non-finite at update" in result.stderr
-    bad = int(result.stderr.split("non-finite at update ")[1].split(";")[0])
-    assert not math.isfinite(losses(out)[bad]), "the non-finite loss is logged, not averaged away"
+    assert "non-finite after update" in result.stderr
+    good = int(result.stderr.split("non-finite after update ")[1].split(";")[0])
+    logged = losses(out)
+    assert all(math.isfinite(logged[step]) for step in range(1, good + 1))
+    assert not math.isfinite(logged[good + 1]), "the non-finite loss is logged, not averaged away"
     kept = sorted(int(p.name[5:]) for p in (out / "checkpoints").glob("step-*"))
-    assert kept and max(kept) < bad, "only checkpoints from before the divergence exist"
+    assert kept and max(kept) == good, "the last good update is checkpointed, nothing after it"
 
 
 def test_skip_option_skips_and_counts_non_finite_updates(tmp_path):
