@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/benchmark.py                  # full run, writes bench/results-cpu.md
     .venv/bin/python bench/benchmark.py --quick          # smoke run (no compile rows), stdout only
-    .venv/bin/python bench/benchmark.py --tasks causal-lm --repeats 5 --updates 300
+    .venv/bin/python bench/benchmark.py --tasks causal-lm --repeats 3 --updates 300
 
 It bakes fresh projects from this template into a temporary directory, then for each task and
 each repeat runs, as separate fresh Python processes and in an order that rotates every repeat:
@@ -37,14 +37,19 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 TEMPLATE = BENCH.parent
 TASKS = ("causal-lm", "text-classification")
+# Updates per run: a ~10 s steady window for both (a classification update is 4x faster), so
+# that a few seconds of a noisy neighbour move the ratios less.
+DEFAULT_UPDATES = {"causal-lm": 200, "text-classification": 800}
 EAGER = ("train.py", "floor", "Trainer")
 WARM_NEW = "train.py (warm cache, new output_dir)"
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="Repeats of each contender (default 3).")
-    parser.add_argument("--updates", type=int, default=200, help="Optimizer updates per run (default 200).")
+    parser.add_argument("--repeats", type=int, default=5, help="Repeats of each contender (default 5).")
+    parser.add_argument(
+        "--updates", type=int, default=None, help="Updates per run (default: causal-lm 200, classification 800)."
+    )
     parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated tasks.")
     parser.add_argument("--batch", type=int, default=16, help="per_device_train_batch_size (default 16).")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every contender (default 1).")
@@ -60,13 +65,14 @@ def parse_args():
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.updates, args.compile_repeats = 1, 60, 0
+    args.updates = {task: args.updates or DEFAULT_UPDATES[task] for task in TASKS}
     args.output = args.output or (None if args.quick else str(BENCH / "results-cpu.md"))
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for task in args.tasks:
         if task not in TASKS:
             parser.error(f"unknown task {task}; choose from {', '.join(TASKS)}")
-    args.compile_updates = args.compile_updates or args.updates
-    args.warmup_updates = min(20, args.updates // 5)  # excluded from the steady-state window
+    args.compile_updates = {task: args.compile_updates or args.updates[task] for task in TASKS}
+    args.warmup_updates = min(20, min(args.updates.values()) // 5)  # excluded from the steady-state window
     return args
 
 
@@ -199,6 +205,10 @@ def run_one(contender, task, project, run_dir, data_cache, args, updates, output
         records = [json.loads(line) for line in metrics.read_text().splitlines()]
         result["self_reported_tokens_per_s"] = [r.get("tokens_per_second") for r in records]
     return result
+
+
+def per_task(updates):
+    return ", ".join(f"{task} {updates[task]}" for task in TASKS)
 
 
 def median(values):
@@ -402,7 +412,7 @@ def main():
             for contender in contenders:
                 counter += 1
                 cache = root / f"data-cache-{counter}"  # cold: a fresh datasets cache per run
-                updates = args.compile_updates if "compile" in contender else args.updates
+                updates = (args.compile_updates if "compile" in contender else args.updates)[task]
                 result = run_one(contender, task, projects[task], root / f"run-{counter}", cache, args, updates)
                 result["repeat"] = repeat
                 results.append(result)
@@ -432,10 +442,11 @@ def main():
         f"- Command: `.venv/bin/python bench/benchmark.py{' ' + argv if argv else ''}`",
         f"- Date: {started:%Y-%m-%d %H:%M %Z} ({(finished - started).total_seconds() / 60:.1f} min)",
         f"- Machine: {machine()}",
-        f"- Work per run: {args.updates} updates (compile rows: {args.compile_updates}), batch {args.batch}, "
+        f"- Work per run: {per_task(args.updates)} updates (compile rows: {per_task(args.compile_updates)}), "
+        f"batch {args.batch}, "
         f"grad accumulation 1, AdamW lr 2e-3 weight decay 0.01, linear schedule with {args.warmup_updates} "
         f"warmup updates, max_grad_norm 1.0, logging every 50 updates, eval and checkpoints off, final model "
-        f"saved; fp32; OMP_NUM_THREADS={args.threads}. Steady state: updates {args.warmup_updates}..{args.updates}. "
+        f"saved; fp32; OMP_NUM_THREADS={args.threads}. Steady state: from update {args.warmup_updates} to the last. "
         f"Repeats: {args.repeats} (compile rows: {args.compile_repeats}), order rotated each repeat.",
         f"- Load average 1 min before runs: min {min(r['load_before'] for r in results):.1f}, "
         f"median {median([r['load_before'] for r in results]):.1f}, max {max(r['load_before'] for r in results):.1f} "
