@@ -13,6 +13,11 @@ script), so the instrumentation is identical for all of them and none of them is
 
 The script runs in this process through runpy as __main__, after sys.argv and sys.path are set
 as if it had been started directly. At exit the probe writes RESULT.json.
+
+Lockstep mode (BENCH_LOCKSTEP="read_fd,write_fd,turn,total,first|second"): two probed scripts
+started together take turns of `turn` updates: after each turn the hook hands the CPU over by
+writing a byte to the other process and blocks until it gets one back. The waiting process uses
+no CPU, so each turn runs alone, and neighbouring turns of the two contenders see the same machine.
 """
 
 import time
@@ -37,6 +42,7 @@ def write_result():
             "t_start": T_START,
             "update_times": update_times,
             "update_cpu_times": update_cpu_times,
+            "turn_starts": turn_starts,
             "prep_seconds": prep["seconds"],
             "prep_first_start": prep["first_start"],
             "prep_last_end": prep["last_end"],
@@ -51,11 +57,38 @@ atexit.register(write_result)
 from torch.optim.optimizer import register_optimizer_step_post_hook  # noqa: E402  (all import torch)
 
 update_cpu_times = []  # process CPU seconds at each update: robust to a busy machine
+turn_starts = []  # lockstep: (when this process got the CPU back, updates done by then)
+lockstep = os.environ.get("BENCH_LOCKSTEP")
+if lockstep:
+    read_fd, write_fd, turn, total, role = lockstep.split(",")
+    read_fd, write_fd, turn, total = int(read_fd), int(write_fd), int(turn), int(total)
+    offset = 0 if role == "first" else 1  # the second process waits after its first update
+
+
+def take_turn(done):
+    """Hand the CPU over after `done` updates and wait to get it back. The end of either side
+    (its last update, or its exit: EOF or a broken pipe) ends the lockstep for both."""
+    global lockstep
+    try:
+        if done > offset:
+            os.write(write_fd, b"x")
+        if done == total:
+            os.close(write_fd)
+            lockstep = None
+        elif os.read(read_fd, 1):
+            turn_starts.append((time.time(), done))
+        else:
+            lockstep = None
+    except BrokenPipeError:
+        lockstep = None
 
 
 def on_update(*_):
     update_times.append(time.time())
     update_cpu_times.append(time.process_time())
+    done = len(update_times)
+    if lockstep and ((done - offset) % turn == 0 or done == total):
+        take_turn(done)
 
 
 register_optimizer_step_post_hook(on_update)
