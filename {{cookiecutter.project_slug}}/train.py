@@ -83,10 +83,10 @@ def forward(model, batch):
     """Each sample's summed cross-entropy, its number of targets (label tokens / labels), the logits."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 {% if causal %}
-    labels = batch["labels"][:, 1:]  # token t predicts token t + 1
-    losses = F.cross_entropy(
-        logits[:, :-1].float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
-    )
+    # Token t predicts token t + 1. Shifting the labels (and padding their end with -100), not
+    # slicing the logits, spares a copy of the (batch, length, vocab) logits in each direction.
+    labels = F.pad(batch["labels"][:, 1:], (0, 1), value=-100)
+    losses = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
     return losses.view(labels.shape).sum(1), (labels != -100).sum(1), logits
 {% else %}
     losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
