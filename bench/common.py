@@ -1,6 +1,6 @@
 """What the floor loop and the Trainer script share with the generated train.py: the same
 bundled data, the same tokenization, the same collation and the same tiny model, built the way
-train.py builds them (see {{cookiecutter.project_slug}}/train.py, sections 2 and 3).
+the generated project builds them (see {{cookiecutter.project_slug}}/tasks/<task>/task.py).
 
 Run from the generated project's directory (its assets/ paths are relative, as in train.py).
 """
@@ -45,7 +45,7 @@ def load_tokenizer(task):
 
 
 def prepare_data(args, tokenizer):
-    """train and validation splits, tokenized exactly as train.py does (cached by datasets)."""
+    """train and validation splits, tokenized exactly as task.py does (cached by datasets)."""
     files = {split: f"assets/{args.task}/data/{split}.jsonl" for split in ("train", "validation")}
     raw = datasets.load_dataset("json", data_files=files)
     label_names = None
@@ -97,7 +97,7 @@ def build_model(args, tokenizer, label_names):
 
 
 def param_groups(model, weight_decay):
-    """No weight decay on biases and norm weights (the 1-D parameters), as train.py does."""
+    """No weight decay on biases and norm weights (the 1-D parameters), as optim.py does."""
     params = [p for p in model.parameters() if p.requires_grad]
     return [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},

@@ -28,16 +28,17 @@ ANSWERS = {
     "include_ci_workflow": {{ cookiecutter.include_ci_workflow | tojson }},
 }
 
-# Repeated from cookiecutter.json: a replay file or a hand-edited context can hold anything.
+# Repeated from cookiecutter.json: a replay file or a hand-edited context can hold anything. The
+# task is checked by the post-generation hook, against the template's tasks/ folders.
 CHOICES = {
-    "task": ("causal-lm", "text-classification"),
     "mixed_precision": ("no", "bf16", "fp16"),
     "tracker": ("none", "tensorboard", "wandb", "mlflow"),
     "include_ci_workflow": ("yes", "no"),
 }
 SLUG = re.compile(r"[a-z_][a-z0-9_]*")
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
-DATA_EXTENSIONS = (".csv", ".json", ".jsonl", ".parquet", ".txt")
+# The data file endings train.py reads, from cookiecutter.json.
+DATA_EXTENSIONS = tuple({{ cookiecutter._data_files | tojson }})
 # Endings that mean "a file", so such an answer is never taken for a hub dataset name.
 OTHER_FILE_EXTENSIONS = (
     ".tsv", ".xls", ".xlsx", ".ods", ".gz", ".bz2", ".xz", ".zst", ".zip", ".tar", ".tgz", ".7z",

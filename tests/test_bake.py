@@ -13,7 +13,8 @@ import tomllib
 from conftest import DEFAULTS, TEMPLATE, offline_env, tool
 
 LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
-TASKS = ("causal-lm", "text-classification")
+TASKS = tuple(DEFAULTS["task"])
+MODULES = ("train.py", "config.py", "checkpoints.py", "data.py", "optim.py", "pretrained.py", "task.py")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 # Together these cover both tasks, every tracker, every mixed_precision, CI yes and no, the tiny
@@ -78,13 +79,13 @@ def case(request, bake, local_model):
 def data_source(dataset):
     if dataset == "sample":
         return "sample"
-    return "file" if dataset.endswith((".csv", ".json", ".jsonl", ".parquet", ".txt")) else "hub"
+    return "file" if dataset.endswith(tuple(DEFAULTS["_data_files"])) else "hub"
 
 
-def generated_config(project, code="print(json.dumps(dataclasses.asdict(config.TrainConfig())))"):
-    """Run code in a fresh interpreter inside the project, with its config.py imported."""
+def generated_config(project, code="print(json.dumps(dataclasses.asdict(train.Config())))"):
+    """Run code in a fresh interpreter inside the project, with its train.py imported."""
     result = subprocess.run(
-        [sys.executable, "-c", f"import dataclasses, json, config\n{code}"],
+        [sys.executable, "-c", f"import dataclasses, json, config, train\n{code}"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -112,8 +113,10 @@ def test_directory_is_named_after_the_slug(case):
 def test_files_match_answers(case):
     _, answers, project = case
     task = answers["task"]
-    for name in ("train.py", "config.py", "checkpoints.py", "pyproject.toml", ".gitignore", ".cookiecutter.json"):
+    for name in (*MODULES, "pyproject.toml", ".gitignore", ".cookiecutter.json"):
         assert (project / name).is_file(), name
+    assert not (project / "tasks").exists(), "only the chosen task's files are laid over the project"
+    assert f'NAME = "{task}"' in (project / "task.py").read_text()
     assert (project / "configs" / "default.yaml").is_file()
     assert (project / "configs" / "debug.yaml").is_file()
     assert (project / "assets" / task / "tiny-model" / "config.json").is_file()
@@ -172,9 +175,9 @@ def test_defaults_and_shipped_configs_pass_validation(case):
     _, _, project = case
     generated_config(
         project,
-        "config.parse_args([])\n"
-        "config.parse_args(['--config', 'configs/default.yaml'])\n"
-        "config.parse_args(['--config', 'configs/debug.yaml'])",
+        "config.parse_args([], train.Config)\n"
+        "config.parse_args(['--config', 'configs/default.yaml'], train.Config)\n"
+        "config.parse_args(['--config', 'configs/debug.yaml'], train.Config)",
     )
 
 
@@ -236,7 +239,7 @@ def test_choices_through_the_cli_take_effect(bake):
     assert not (project / ".github").exists()
     assert (project / "metrics").is_dir()
     assert sorted(p.name for p in (project / "assets").iterdir()) == ["text-classification"]
-    assert 'TASK = "text-classification"' in (project / "train.py").read_text()
+    assert 'NAME = "text-classification"' in (project / "task.py").read_text()
     recorded = json.loads((project / ".cookiecutter.json").read_text())
     assert (recorded["task"], recorded["include_ci_workflow"]) == ("text-classification", "no")
 
@@ -310,7 +313,7 @@ def test_empty_name_with_derived_slug_leaves_nothing(existing_output_dir, run_co
 
 def test_generated_project_installs_as_its_readme_says(bake, tmp_path):
     """`pip install -e ".[dev]"` must work: build the project's wheel (no downloads) and check it
-    holds the three modules and declares the dependencies."""
+    holds the modules and declares the dependencies."""
     import zipfile
 
     project = bake(task="text-classification")
@@ -321,6 +324,6 @@ def test_generated_project_installs_as_its_readme_says(bake, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"train.py", "config.py", "checkpoints.py"} <= set(names)
+    assert set(MODULES) <= set(names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Dist: accelerate" in metadata and "Requires-Dist: evaluate" in metadata

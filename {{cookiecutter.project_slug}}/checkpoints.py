@@ -1,100 +1,230 @@
-"""Checkpoints on disk: complete or absent, found by step, rotated without losing the best.
+"""What a run writes to disk: checkpoints and final/, each complete or absent; checkpoints found
+by step for resume and rotated without losing the best.
 
 Layout: output_dir/checkpoints/step-<N>/ holds model.safetensors, optimizer.bin, scaler.pt (fp16),
 random_states_<process>.pkl (one per process), config.yaml and trainer_state.json (readable JSON:
-step, epoch, position in the epoch, best metric and checkpoint, early-stopping count).
+step, epoch, position in the epoch, best metric and its step, early-stopping count).
 A save is written under .tmp-step-<N> and renamed when complete, so a kill at any moment leaves
 either the previous checkpoints or the new one, never a half-written one that `latest` would pick.
 """
 
+import dataclasses
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import task
 from config import UsageError, to_yaml
+
+PREFIX = "step-"
+
+
+@dataclass
+class TrainerState:
+    """Where a run is; saved as trainer_state.json in every checkpoint."""
+
+    # What the run trains, and how it batches: a resume must match these.
+    task: str
+    model: str
+    global_batch: int
+    accumulation: int
+    total_updates: int
+    # Position: updates done, and micro-batches done in the current epoch.
+    global_step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    # Best value of metric_for_best_model, and the update that reached it.
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    skipped_updates: int = 0
+
+    @classmethod
+    def start(cls, cfg, task_name, world, total_updates):
+        """The state of a new run."""
+        model = cfg.model_name_or_path or cfg.config_name
+        batch = cfg.per_device_train_batch_size * world
+        return cls(task_name, model, batch, cfg.gradient_accumulation_steps, total_updates)
+
+    def record_eval(self, value, cfg):
+        """Keep the best value of metric_for_best_model and the update that reached it; True
+        when early_stopping_patience evaluations in a row did not improve on it."""
+        best = self.best_metric
+        if best is None or (value > best if cfg.greater_is_better else value < best):
+            self.best_metric = value
+            self.best_step = self.global_step
+            self.evals_without_improvement = 0
+        else:
+            self.evals_without_improvement += 1
+        patience = cfg.early_stopping_patience
+        return patience is not None and self.evals_without_improvement >= patience
+
+
+def step_of(path):
+    """The update a checkpoint directory was saved at: step-40 -> 40; None for other names."""
+    number = Path(path).name.removeprefix(PREFIX)
+    return int(number) if Path(path).name.startswith(PREFIX) and number.isdigit() else None
 
 
 def checkpoint_dirs(output_dir):
     """Complete checkpoints, oldest first. Saves in progress live under .tmp-* and never count."""
-    found = Path(output_dir, "checkpoints").glob("step-*")
-    complete = [p for p in found if p.name[5:].isdigit() and (p / "trainer_state.json").is_file()]
-    return sorted(complete, key=lambda path: int(path.name[5:]))
+    found = Path(output_dir, "checkpoints").glob(PREFIX + "*")
+    complete = [p for p in found if step_of(p) is not None and (p / "trainer_state.json").is_file()]
+    return sorted(complete, key=step_of)
 
 
-def check_output_dir(cfg, task, world):
-    """Refuse to clobber a run; find the checkpoint to resume from and its saved state. Reads only."""
-    output_dir, checkpoint, saved = Path(cfg.output_dir), None, None
-    results = [output_dir / "final", output_dir / "metrics.jsonl"]  # a run's other traces
+def find_resume_checkpoint(cfg, task_name, world):
+    """The checkpoint to resume from and its saved state, or (None, None) for a new run. Reads
+    only; refuses what would clobber a run or resume it wrongly."""
+    output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)
+    if not cfg.resume_from_checkpoint:
+        refuse_to_clobber(cfg)
+        return None, None
     if cfg.resume_from_checkpoint == "latest":
         found = checkpoint_dirs(output_dir)
         if not found:
-            raise UsageError(f"resume_from_checkpoint=latest, but {output_dir}/checkpoints holds none.")
+            raise UsageError(
+                f"resume_from_checkpoint=latest, but {output_dir}/checkpoints holds none."
+            )
         checkpoint = found[-1]
-    elif cfg.resume_from_checkpoint:
+    else:
         checkpoint = Path(cfg.resume_from_checkpoint)
         if not (checkpoint / "trainer_state.json").is_file():
             raise UsageError(f"resume_from_checkpoint {checkpoint} is not a complete checkpoint.")
-    elif not cfg.overwrite_output_dir and (checkpoint_dirs(output_dir) or any(map(Path.exists, results))):
+    saved = read_state(checkpoint)
+    check_same_run(checkpoint, saved, cfg, task_name, world)
+    return checkpoint, saved
+
+
+def check_writable(output_dir):
+    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UsageError(
+            f"Cannot write to output_dir {output_dir}: {existing} is not a writable directory."
+        )
+
+
+def refuse_to_clobber(cfg):
+    """A new run into an output_dir that holds one needs --overwrite_output_dir true."""
+    output_dir = Path(cfg.output_dir)
+    traces = [output_dir / "final", output_dir / "metrics.jsonl"]
+    if not cfg.overwrite_output_dir and (
+        checkpoint_dirs(output_dir) or any(map(Path.exists, traces))
+    ):
         raise UsageError(
             f"{output_dir} already holds a run: resume with --resume_from_checkpoint latest, "
             "or start afresh with --overwrite_output_dir true."
         )
-    if checkpoint:
-        try:
-            saved = json.loads((checkpoint / "trainer_state.json").read_text())
-            origin, batching = (saved["task"], saved["model"]), (saved["global_batch"], saved["accumulation"])
-        except (ValueError, KeyError):
-            raise UsageError(f"Checkpoint {checkpoint} has an unreadable trainer_state.json.") from None
-        model_id = cfg.model_name_or_path or cfg.config_name
-        if origin != (task, model_id):
-            raise UsageError(f"Checkpoint {checkpoint} is from {origin[1]} ({origin[0]}), not {model_id}.")
-        if batching != (cfg.per_device_train_batch_size * world, cfg.gradient_accumulation_steps):
-            raise UsageError(
-                f"Checkpoint {checkpoint} was trained with {batching[0]} samples per micro-batch over all processes "
-                f"and accumulation {batching[1]}; resume with the same, or its position in the data is lost."
-            )
-    existing = next((p for p in [output_dir, *output_dir.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UsageError(f"Cannot write to output_dir {output_dir}: {existing} is not a writable directory.")
-    return checkpoint, saved
 
 
-def start_run(cfg, accelerator, checkpoint):
+def read_state(checkpoint):
+    try:
+        saved = json.loads((checkpoint / "trainer_state.json").read_text())
+        fields = {spec.name for spec in dataclasses.fields(TrainerState)}
+        return {name: value for name, value in saved.items() if name in fields}
+    except (ValueError, AttributeError):
+        raise UsageError(f"Checkpoint {checkpoint} has an unreadable trainer_state.json.") from None
+
+
+def check_same_run(checkpoint, saved, cfg, task_name, world):
+    """The same task and model, batched the same way: otherwise the position in the data and the
+    optimizer state would not mean what they meant."""
+    model_id = cfg.model_name_or_path or cfg.config_name
+    origin = f"{saved.get('model')} ({saved.get('task')})"
+    if (saved.get("task"), saved.get("model")) != (task_name, model_id):
+        raise UsageError(f"Checkpoint {checkpoint} is from {origin}, not {model_id}.")
+    saved_batching = (saved.get("global_batch"), saved.get("accumulation"))
+    batching = (cfg.per_device_train_batch_size * world, cfg.gradient_accumulation_steps)
+    if saved_batching != batching:
+        raise UsageError(
+            f"Checkpoint {checkpoint} was trained with {saved_batching[0]} samples per micro-batch "
+            f"over all processes and accumulation {saved_batching[1]}; resume with the same, or "
+            "its position in the data is lost."
+        )
+
+
+def load_checkpoint(accelerator, checkpoint, saved, total_updates):
+    """Weights, optimizer, grad scaler and every process's RNG state back from `checkpoint`;
+    returns the run's state there, its schedule spanning `total_updates`."""
+    try:
+        accelerator.load_state(checkpoint)
+    except Exception as error:
+        # A missing file or wrong shapes: the checkpoint is unusable.
+        reason = str(error).splitlines()[0]
+        raise UsageError(f"Checkpoint {checkpoint} cannot be loaded: {reason}") from error
+    state = TrainerState(**{**saved, "total_updates": total_updates})
+    accelerator.print(
+        f"Resumed from {checkpoint} at update {state.global_step} of {total_updates}."
+    )
+    if saved["total_updates"] != total_updates:
+        before = saved["total_updates"]
+        accelerator.print(f"Note: the schedule now spans {total_updates} updates, not {before}.")
+    return state
+
+
+def start_run(cfg, accelerator, checkpoint, resumed_step):
     """The run's first writes, once everything has loaded: clear an overwritten run, drop saves
-    cut short by a kill, record the resolved config."""
+    cut short by a kill and the metrics records a resumed run redoes, record the config."""
     output_dir = Path(cfg.output_dir)
+    metrics_file = output_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
             if cfg.overwrite_output_dir and not checkpoint:
                 shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
                 shutil.rmtree(output_dir / "final", ignore_errors=True)
-                (output_dir / "metrics.jsonl").unlink(missing_ok=True)
+                metrics_file.unlink(missing_ok=True)
             for stale in output_dir.glob("checkpoints/.tmp-*"):
                 shutil.rmtree(stale)
+            if metrics_file.exists():
+                records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+                kept = [record for record in records if record["step"] <= resumed_step]
+                metrics_file.write_text("".join(json.dumps(record) + "\n" for record in kept))
             (output_dir / "config.yaml").write_text(to_yaml(cfg))
         except OSError as error:
-            raise UsageError(f"Cannot write to output_dir {output_dir}: {error.strerror}.") from None
+            raise UsageError(
+                f"Cannot write to output_dir {output_dir}: {error.strerror}."
+            ) from None
     accelerator.wait_for_everyone()
 
 
 def save_checkpoint(accelerator, cfg, state):
-    """Every process writes its part under a temporary name; a rename makes it complete."""
+    """Every process writes its part under a temporary name; a rename makes it complete. Then
+    rotation deletes the oldest beyond save_total_limit, never the newest or the best."""
     root = Path(cfg.output_dir, "checkpoints")
-    final, partial = root / f"step-{state['global_step']}", root / f".tmp-step-{state['global_step']}"
-    if state["best_step"] == state["global_step"]:
-        state["best_checkpoint"] = str(final)
-    accelerator.save_state(partial)  # collective under FSDP/DeepSpeed: all processes call it
+    final = root / f"{PREFIX}{state.global_step}"
+    partial = root / f".tmp-{PREFIX}{state.global_step}"
+    # A collective under FSDP/DeepSpeed: all processes call it.
+    accelerator.save_state(partial)
     if accelerator.is_main_process:
         (partial / "config.yaml").write_text(to_yaml(cfg))
-        (partial / "trainer_state.json").write_text(json.dumps(state, indent=2))  # written last
-        shutil.rmtree(final, ignore_errors=True)  # the same step saved by an earlier attempt
+        # Written last: its presence marks the checkpoint complete.
+        (partial / "trainer_state.json").write_text(json.dumps(dataclasses.asdict(state), indent=2))
+        # The same step saved by an earlier attempt.
+        shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-        if cfg.save_total_limit:  # delete the oldest, but never the newest or the best
+        if cfg.save_total_limit:
             complete = checkpoint_dirs(cfg.output_dir)
-            keep = {complete[-1], Path(state["best_checkpoint"] or complete[-1])}
-            excess = len(complete) - max(cfg.save_total_limit, len(keep))
-            for path in [path for path in complete if path not in keep][: max(0, excess)]:
+            keep = {complete[-1], root / f"{PREFIX}{state.best_step}"}
+            deletable = [path for path in complete if path not in keep]
+            excess = len(complete) - max(cfg.save_total_limit, len(keep & set(complete)))
+            for path in deletable[: max(0, excess)]:
                 shutil.rmtree(path)
+    accelerator.wait_for_everyone()
+
+
+def save_final_model(accelerator, model, tokenizer, cfg):
+    """final/ appears complete or not at all: written under a temporary name, then renamed."""
+    # A collective under FSDP/DeepSpeed: every process takes part.
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        final, partial = Path(cfg.output_dir, "final"), Path(cfg.output_dir, ".tmp-final")
+        shutil.rmtree(partial, ignore_errors=True)
+        unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+        task.save_model(unwrapped, tokenizer, partial, state_dict)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
     accelerator.wait_for_everyone()

@@ -18,16 +18,18 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from task_settings import TINY_TASK_OPTIONS  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
-TASK = "{{ cookiecutter.task }}"
+TASK_ASSETS = next((PROJECT / "assets").iterdir())
 # Small, fast runs; each test adds what it varies. Dropout is off in the tiny model configs.
 TINY = {
-    "model_name_or_path": "null",  # the embedded model and data, whatever the project defaults to
+    # The embedded model and data, whatever the project defaults to.
+    "model_name_or_path": "null",
     "dataset_name": "null",
-    "config_name": f"assets/{TASK}/tiny-model",
-    "train_file": f"assets/{TASK}/data/train.jsonl",
-    "validation_file": f"assets/{TASK}/data/validation.jsonl",
+    "config_name": str(TASK_ASSETS.relative_to(PROJECT) / "tiny-model"),
+    "train_file": str(TASK_ASSETS.relative_to(PROJECT) / "data" / "train.jsonl"),
+    "validation_file": str(TASK_ASSETS.relative_to(PROJECT) / "data" / "validation.jsonl"),
     "max_train_samples": 50,
     "max_eval_samples": 45,
     "per_device_train_batch_size": 4,
@@ -45,35 +47,47 @@ TINY = {
     "mixed_precision": "no",
     "report_to": "none",
     "seed": 0,
-{% if cookiecutter.task == "causal-lm" %}
-    # One text per sequence: micro-batches hold different numbers of label tokens.
-    "packing": "false",
-    "block_size": 48,
-{% else %}
-    "max_seq_length": 48,
-{% endif %}
+    **TINY_TASK_OPTIONS,
 }
-{% if cookiecutter.task == "causal-lm" %}
-DROPOUT_KEYS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
-WIDER = {"n_embd": 384, "n_layer": 4}
-{% else %}
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
-WIDER = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 4}
-{% endif %}
+
+
+# Learning rate 0 keeps eval_loss flat: the first evaluation (step 2) stays the best.
+FLAT_EVALS_EVERY_2 = {
+    "learning_rate": 0.0,
+    "warmup_steps": 0,
+    "eval_strategy": "steps",
+    "eval_steps": 2,
+    "save_strategy": "steps",
+    "save_steps": 2,
+}
 
 
 def command(processes):
     if processes == 1:
         return [sys.executable, "train.py"]
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(29500 + os.getpid() % 1000), "train.py",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "train.py",
+    ]
 
 
 def environment(**extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true", **extra)
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ACCELERATE_USE_CPU="true", **extra
+    )
     env.pop("WORLD_SIZE", None)
     return env
 
@@ -86,7 +100,12 @@ def arguments(output_dir, **options):
 def finish(args, processes=1, check=True, env=None):
     """Run train.py with `args` to completion; return the finished process (output captured)."""
     result = subprocess.run(
-        command(processes) + args, cwd=PROJECT, env=env or environment(), capture_output=True, text=True, timeout=600
+        command(processes) + args,
+        cwd=PROJECT,
+        env=env or environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -108,9 +127,13 @@ def start_train(output_dir, processes=1, **options):
     """Start train.py in its own process group, so a test can signal or kill all its processes."""
     return subprocess.Popen(
         command(processes) + arguments(output_dir, **options),
-        cwd=PROJECT, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=PROJECT,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 def wait_for_step(process, output_dir, step, timeout=300):
@@ -139,7 +162,9 @@ def records(output_dir):
     if not path.exists():
         return []
     lines = path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.endswith("}")]  # a killed writer may leave half a line
+    return [
+        json.loads(line) for line in lines if line.endswith("}")
+    ]  # a killed writer may leave half a line
 
 
 def train_records(output_dir):
@@ -162,7 +187,9 @@ def assert_close_values(a, b, rel, what):
     """Same keys, and every value equal within a relative tolerance."""
     assert a.keys() == b.keys(), f"{what}: different keys {sorted(a)} vs {sorted(b)}"
     for key in a:
-        assert math.isclose(a[key], b[key], rel_tol=rel, abs_tol=1e-12), f"{what} at {key}: {a[key]} vs {b[key]}"
+        assert math.isclose(a[key], b[key], rel_tol=rel, abs_tol=1e-12), (
+            f"{what} at {key}: {a[key]} vs {b[key]}"
+        )
 
 
 def assert_close_weights(a, b, rel):
@@ -171,23 +198,40 @@ def assert_close_weights(a, b, rel):
         assert torch.allclose(a[name], b[name], rtol=rel, atol=1e-7), f"parameter {name} differs"
 
 
+def free_port():
+    """A TCP port nobody listens on now, for a multi-process launch."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def model_copy(directory, **overrides):
-    """A copy of the tiny model's config and tokenizer with some config values changed."""
+    """A copy of the tiny model's config and tokenizer with some config values changed. Names
+    go through the config class, so hidden_size also reaches GPT-2's n_embd."""
+    from transformers import AutoConfig
+
     target = Path(directory) / "tiny-model-copy"
-    shutil.copytree(PROJECT / "assets" / TASK / "tiny-model", target)
-    config = json.loads((target / "config.json").read_text())
-    (target / "config.json").write_text(json.dumps({**config, **overrides}))
+    shutil.copytree(PROJECT / TINY["config_name"], target)
+    config = AutoConfig.from_pretrained(target)
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    config.save_pretrained(target)
     return target
 
 
 @pytest.fixture
 def model_with_dropout(tmp_path):
     """Dropout on, so resume must restore the RNG too."""
-    return model_copy(tmp_path, **{key: 0.1 for key in DROPOUT_KEYS})
+    config = json.loads((PROJECT / TINY["config_name"] / "config.json").read_text())
+    rates = [name for name, value in config.items() if "drop" in name and isinstance(value, float)]
+    assert rates, "the tiny model has no dropout to turn on"
+    return model_copy(tmp_path, **{name: 0.1 for name in rates})
 
 
 @pytest.fixture
 def slow_to_save_model(tmp_path):
     """A wider model: checkpoints take longer to write than updates take to run, so random kills
     land inside saves often."""
-    return model_copy(tmp_path, **WIDER)
+    return model_copy(tmp_path, hidden_size=384, num_hidden_layers=4, intermediate_size=1536)

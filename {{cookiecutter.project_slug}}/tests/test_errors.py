@@ -12,71 +12,119 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, TASK, {% if cookiecutter.task != 'causal-lm' %}TINY, {% endif %}arguments, environment, run_train, tree_digest
+from conftest import PROJECT, arguments, environment, run_train, tree_digest
+from task_settings import TASK_ERROR_ROWS, task_material
 
 import train
 
-{% if cookiecutter.task == "causal-lm" %}
-TASK_ROWS = [
-    ("too few sequences for packing", {"packing": "true", "block_size": 256, "max_train_samples": 1}, "too few"),
-    ("a bad tokenizer path", {"tokenizer_name": "./no-such-tokenizer"}, "is not a local directory"),
-]
-{% else %}
-TASK_ROWS = [
-    ("a missing label column", {"label_column_name": "sentiment"}, "Column 'sentiment'"),
-    ("validation labels unseen in training", {"validation_file": "{unseen_labels}"}, "never occur in the training"),
-    ("labels that do not match the model's head", {"model_name_or_path": "{two_label_model}"}, "labels but the data"),
-]
-{% endif %}
 ROWS = [
-    ("an unknown option", {"lernin_rate": 1}, "Unknown option lernin_rate. Did you mean learning_rate?"),
+    (
+        "an unknown option",
+        {"lernin_rate": 1},
+        "Unknown option lernin_rate. Did you mean learning_rate?",
+    ),
     ("a wrong type", {"max_steps": "abc"}, "max_steps expects int"),
     ("a boolean that is not true/false", {"gradient_checkpointing": "yes"}, "expects bool"),
     ("a negative learning rate", {"learning_rate": -1}, "learning_rate must not be negative"),
-    ("a zero batch size", {"per_device_train_batch_size": 0}, "per_device_train_batch_size must be positive"),
+    (
+        "a zero batch size",
+        {"per_device_train_batch_size": 0},
+        "per_device_train_batch_size must be positive",
+    ),
     ("an unknown choice", {"optim": "adam"}, "optim must be one of adamw, adafactor, sgd"),
     ("zero max_steps", {"max_steps": 0}, "max_steps must be positive, or -1"),
-    ("warmup as long as max_steps", {"max_steps": 5, "warmup_steps": 5}, "warmup_steps must be smaller"),
+    (
+        "warmup as long as max_steps",
+        {"max_steps": 5, "warmup_steps": 5},
+        "warmup_steps must be smaller",
+    ),
     ("warmup longer than the epochs", {"warmup_steps": 10_000}, "must be shorter than training"),
-    ("best model without evaluation", {"load_best_model_at_end": "true"}, "need an eval_strategy"),
+    (
+        "best model without evaluation",
+        {"load_best_model_at_end": "true"},
+        "Set eval_strategy for load_best_model_at_end",
+    ),
     (
         "best model with mismatched strategies",
         {"load_best_model_at_end": "true", "eval_strategy": "steps", "save_strategy": "epoch"},
         "save_strategy equal to eval_strategy",
     ),
-    ("a metric without eval_ prefix", {"metric_for_best_model": "loss"}, "must name an eval_ metric"),
+    (
+        "a metric without eval_ prefix",
+        {"metric_for_best_model": "loss"},
+        "must name an eval_ metric",
+    ),
     (
         "a metric that evaluation does not produce",
         {"metric_for_best_model": "eval_bleu", "eval_strategy": "epoch"},
         "eval_bleu is not one of",
     ),
-    ("constant schedule with warmup", {"lr_scheduler_type": "constant"}, "use constant_with_warmup"),
+    (
+        "constant schedule with warmup",
+        {"lr_scheduler_type": "constant"},
+        "use constant_with_warmup",
+    ),
     ("a malformed YAML config", {"config": "{malformed_yaml}"}, "is not valid YAML at line"),
     ("a YAML config that is a list", {"config": "{list_yaml}"}, "must hold a mapping"),
     ("a missing YAML config", {"config": "nowhere.yaml"}, "Cannot read config file nowhere.yaml"),
     ("an unknown key in YAML", {"config": "{typo_yaml}"}, "Unknown option learnin_rate"),
-    ("a missing data file", {"train_file": "nowhere.jsonl"}, "Data file nowhere.jsonl does not exist"),
-    ("an unsupported data format", {"train_file": "{xml_file}"}, "must all end in one of .csv, .json, .jsonl"),
+    (
+        "a missing data file",
+        {"train_file": "nowhere.jsonl"},
+        "Data file nowhere.jsonl does not exist",
+    ),
+    (
+        "an unsupported data format",
+        {"train_file": "{xml_file}"},
+        "must all end in one of .csv, .json, .jsonl",
+    ),
     ("mixed data formats", {"train_file": "{header_only_csv}"}, "not mixed"),
     ("a malformed data file", {"train_file": "{broken_jsonl}"}, "Could not load data from"),
     ("an empty data file", {"train_file": "{empty_jsonl}"}, "is empty"),
-    ("a dataset with no rows", {"train_file": "{header_only_csv}", "validation_file": "null"}, "no data"),
+    (
+        "a dataset with no rows",
+        {"train_file": "{header_only_csv}", "validation_file": "null"},
+        "no data",
+    ),
     ("a missing text column", {"text_column_name": "body"}, "Column 'body' is not in"),
-    ("a sequence length beyond the model", {"{length_option}": 100_000}, "exceeds the model's 256 positions"),
-    ("a model path that is not a directory", {"model_name_or_path": "./no-such-model"}, "is not a local directory"),
-    ("a model that is neither local nor reachable", {"model_name_or_path": "no-org/no-model"}, "nor reachable"),
+    (
+        "a model path that is not a directory",
+        {"model_name_or_path": "./no-such-model"},
+        "is not a local directory",
+    ),
+    (
+        "a model that is neither local nor reachable",
+        {"model_name_or_path": "no-org/no-model"},
+        "nor reachable",
+    ),
     ("resume latest without checkpoints", {"resume_from_checkpoint": "latest"}, "holds none"),
-    ("resume from a path with no checkpoint", {"resume_from_checkpoint": "nowhere"}, "not a complete checkpoint"),
-    ("resume from a corrupt checkpoint", {"resume_from_checkpoint": "{corrupt_checkpoint}"}, "cannot be loaded"),
-    ("resume from another model's checkpoint", {"resume_from_checkpoint": "{foreign_checkpoint}"}, "is from other"),
+    (
+        "resume from a path with no checkpoint",
+        {"resume_from_checkpoint": "nowhere"},
+        "not a complete checkpoint",
+    ),
+    (
+        "resume from a corrupt checkpoint",
+        {"resume_from_checkpoint": "{corrupt_checkpoint}"},
+        "cannot be loaded",
+    ),
+    (
+        "resume from another model's checkpoint",
+        {"resume_from_checkpoint": "{foreign_checkpoint}"},
+        "is from other",
+    ),
     (
         "resume with another batch size",
         {"resume_from_checkpoint": "{good_checkpoint}", "per_device_train_batch_size": 8},
         "was trained with 4 samples per micro-batch",
     ),
-    ("an unwritable output directory", {"output_dir": "{file_as_dir}"}, "is not a writable directory"),
+    (
+        "an unwritable output directory",
+        {"output_dir": "{file_as_dir}"},
+        "is not a writable directory",
+    ),
     ("an output dir that holds a run", {"output_dir": "{previous_run}"}, "already holds a run"),
-    *TASK_ROWS,
+    *TASK_ERROR_ROWS,
 ]
 
 
@@ -102,37 +150,34 @@ def material(tmp_path_factory):
     state = json.loads((foreign / "trainer_state.json").read_text())
     (foreign / "trainer_state.json").write_text(json.dumps({**state, "model": "other-model"}))
     values = {
-        "malformed_yaml": root / "malformed.yaml", "list_yaml": root / "list.yaml", "typo_yaml": root / "typo.yaml",
-        "xml_file": root / "data.xml", "broken_jsonl": root / "broken.jsonl", "empty_jsonl": root / "empty.jsonl",
+        "malformed_yaml": root / "malformed.yaml",
+        "list_yaml": root / "list.yaml",
+        "typo_yaml": root / "typo.yaml",
+        "xml_file": root / "data.xml",
+        "broken_jsonl": root / "broken.jsonl",
+        "empty_jsonl": root / "empty.jsonl",
         "header_only_csv": root / "header-only.csv",
-        "corrupt_checkpoint": corrupt, "foreign_checkpoint": foreign, "file_as_dir": root / "file" / "out",
-        "previous_run": run, "good_checkpoint": run / "checkpoints" / "step-2",
-    }  # fmt: skip
-{% if cookiecutter.task == "text-classification" %}
-    rows = [json.loads(line) for line in (PROJECT / TINY["validation_file"]).open()][:20]
-    (root / "unseen.jsonl").write_text("".join(json.dumps({**r, "label": "surprised"}) + "\n" for r in rows))
-    values["unseen_labels"] = root / "unseen.jsonl"
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(PROJECT / TINY["config_name"], num_labels=2)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(root / "two-labels")
-    AutoTokenizer.from_pretrained(PROJECT / TINY["config_name"]).save_pretrained(root / "two-labels")
-    values["two_label_model"] = root / "two-labels"
-{% endif %}
+        "corrupt_checkpoint": corrupt,
+        "foreign_checkpoint": foreign,
+        "file_as_dir": root / "file" / "out",
+        "previous_run": run,
+        "good_checkpoint": run / "checkpoints" / "step-2",
+    }
+    values.update(task_material(root))
     return {key: str(value) for key, value in values.items()}
 
 
 def fill(options, material):
-    length = "block_size" if TASK == "causal-lm" else "max_seq_length"
-    filled = {}
-    for name, value in options.items():
-        name = length if name == "{length_option}" else name
-        filled[name] = value.format(**material) if isinstance(value, str) else value
-    return filled
+    return {
+        name: value.format(**material) if isinstance(value, str) else value
+        for name, value in options.items()
+    }
 
 
 @pytest.mark.parametrize("what, options, message", ROWS, ids=[row[0] for row in ROWS])
-def test_bad_input_gets_one_sentence_and_exit_2(what, options, message, material, tmp_path, monkeypatch, capsys):
+def test_bad_input_gets_one_sentence_and_exit_2(
+    what, options, message, material, tmp_path, monkeypatch, capsys
+):
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "notes.txt").write_text("keep me")
@@ -151,8 +196,11 @@ def test_bad_input_gets_one_sentence_and_exit_2(what, options, message, material
 def test_cli_prints_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "train.py", *arguments(tmp_path / "out", learning_rate=-1)],
-        cwd=PROJECT, env=environment(), capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=PROJECT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert result.stderr == "error: Option learning_rate must not be negative, got -1.0.\n"
     assert not (tmp_path / "out").exists()
@@ -160,8 +208,15 @@ def test_cli_prints_one_line_and_no_traceback(tmp_path):
 
 def test_debug_option_shows_the_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "train.py", *arguments(tmp_path / "out", model_name_or_path="no-org/no-model", debug="true")],
-        cwd=PROJECT, env=environment(), capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "train.py",
+            *arguments(tmp_path / "out", model_name_or_path="no-org/no-model", debug="true"),
+        ],
+        cwd=PROJECT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "nor reachable" in result.stderr

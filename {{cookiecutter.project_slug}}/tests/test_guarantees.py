@@ -24,6 +24,8 @@ from conftest import (
 )
 from transformers import get_scheduler
 
+from checkpoints import checkpoint_dirs, step_of
+
 # 50 samples, batch 4 x k 3 = 12 per update: 13 micro-batches an epoch, so the last update of each
 # epoch holds one micro-batch (13 % 3 == 1), and with 2 samples it is also short in samples.
 ACCUMULATION = 3
@@ -39,11 +41,15 @@ def test_each_epoch_is_a_fresh_permutation_split_across_processes(processes):
     import train
     from config import parse_args
 
-    cfg = parse_args(["--per_device_train_batch_size=4"])
+    cfg = parse_args(["--per_device_train_batch_size=4"], train.Config)
     epochs = []
     for epoch in range(2):
-        shards = [train.epoch_micro_batches(50, epoch, cfg, processes, rank) for rank in range(processes)]
-        assert len({len(shard) for shard in shards}) == 1, "every process runs the same number of batches"
+        shards = [
+            train.epoch_micro_batches(50, epoch, cfg, processes, rank) for rank in range(processes)
+        ]
+        assert len({len(shard) for shard in shards}) == 1, (
+            "every process runs the same number of batches"
+        )
         seen = [index for shard in shards for batch in shard for index in batch]
         assert len(seen) == len(set(seen)) >= 50 - (processes - 1)
         epochs.append([batch for batches in zip(*shards, strict=True) for batch in batches])
@@ -83,9 +89,17 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, accumulation):
 def test_eval_counts_every_sample_once_on_two_processes(tmp_path):
     """With no training (lr 0) eval on 1 and 2 processes sees the same 45 samples: same metrics."""
     one, two = tmp_path / "one", tmp_path / "two"
-    options = {"max_steps": 2, "learning_rate": 0.0, "warmup_steps": 0, "eval_strategy": "steps", "eval_steps": 2}
+    options = {
+        "max_steps": 2,
+        "learning_rate": 0.0,
+        "warmup_steps": 0,
+        "eval_strategy": "steps",
+        "eval_steps": 2,
+    }
     run_train(one, per_device_train_batch_size=4, per_device_eval_batch_size=4, **options)
-    run_train(two, processes=2, per_device_train_batch_size=2, per_device_eval_batch_size=8, **options)
+    run_train(
+        two, processes=2, per_device_train_batch_size=2, per_device_eval_batch_size=8, **options
+    )
     assert_close_values(eval_records(one)[0], eval_records(two)[0], 1e-6, "eval")
 
 
@@ -95,7 +109,9 @@ def test_refuses_two_processes_that_would_train_alone(tmp_path):
 
     env = environment()
     env.pop("ACCELERATE_USE_CPU")
-    result = run_train(tmp_path / "run", processes=2, check=False, env=env, per_device_train_batch_size=2)
+    result = run_train(
+        tmp_path / "run", processes=2, check=False, env=env, per_device_train_batch_size=2
+    )
     assert result.returncode != 0
     assert "ACCELERATE_USE_CPU=true" in result.stderr
     assert not (tmp_path / "run" / "final").exists()
@@ -104,12 +120,18 @@ def test_refuses_two_processes_that_would_train_alone(tmp_path):
 def kill_and_resume(tmp_path, processes, model, kill_at, **options):
     """Reference run, then the same run killed with SIGKILL after update `kill_at` and resumed."""
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    options = {"config_name": model, "save_strategy": "steps", "save_steps": 4, "num_train_epochs": 4, **options}
+    options = {
+        "config_name": model,
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "num_train_epochs": 4,
+        **options,
+    }
     run_train(reference, processes=processes, **options)
     process = start_train(interrupted, processes=processes, **options)
     assert wait_for_step(process, interrupted, kill_at), "the run ended before it could be killed"
     kill_group(process)
-    newest = max((interrupted / "checkpoints").glob("step-*"), key=lambda path: int(path.name[5:]))
+    newest = checkpoint_dirs(interrupted)[-1]
     state = json.loads((newest / "trainer_state.json").read_text())
     run_train(interrupted, processes=processes, resume_from_checkpoint="latest", **options)
     return reference, interrupted, state
@@ -118,11 +140,18 @@ def kill_and_resume(tmp_path, processes, model, kill_at, **options):
 def test_resume_after_sigkill_is_bit_identical(tmp_path, model_with_dropout):
     """Killed mid-epoch and resumed: every later loss and the final weights are bit-identical."""
     reference, interrupted, state = kill_and_resume(
-        tmp_path, 1, model_with_dropout, kill_at=10, per_device_train_batch_size=4, gradient_accumulation_steps=2
+        tmp_path,
+        1,
+        model_with_dropout,
+        kill_at=10,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
     )
     assert state["batches_done"] > 0, "the checkpoint it resumed from is in the middle of an epoch"
     expected, got = losses(reference), losses(interrupted)
-    assert max(got) == max(expected) > state["global_step"] + 7, "the resumed run crossed an epoch boundary"
+    assert max(got) == max(expected) > state["global_step"] + 7, (
+        "the resumed run crossed an epoch boundary"
+    )
     assert got == expected  # bit-identical, before and after the resume point
     assert learning_rates(interrupted) == learning_rates(reference)
     weights, resumed = final_weights(reference), final_weights(interrupted)
@@ -139,14 +168,26 @@ def test_resume_on_two_processes_matches(tmp_path, model_with_dropout):
     assert_close_weights(final_weights(reference), final_weights(interrupted), 1e-6)
 
 
-SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
+SCHEDULERS = [
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+]
 
 
 def reference_rates(scheduler, warmup, total):
     """The rate transformers' own scheduler gives each update, stepped once per update."""
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=TINY["learning_rate"])
-    extra = {"cosine_with_restarts": {"num_cycles": 2}, "polynomial": {"power": 2.0, "lr_end": 1e-7}}
-    reference = get_scheduler(scheduler, optimizer, warmup, total, scheduler_specific_kwargs=extra.get(scheduler))
+    extra = {
+        "cosine_with_restarts": {"num_cycles": 2},
+        "polynomial": {"power": 2.0, "lr_end": 1e-7},
+    }
+    reference = get_scheduler(
+        scheduler, optimizer, warmup, total, scheduler_specific_kwargs=extra.get(scheduler)
+    )
     rates = []
     for _ in range(total):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -162,17 +203,23 @@ def test_lr_at_is_the_closed_form_of_every_schedule(scheduler):
 
     warmup = 0 if scheduler == "constant" else 3
     options = [f"--lr_scheduler_type={scheduler}", f"--learning_rate={TINY['learning_rate']}"]
-    cfg = parse_args(options + ["--lr_num_cycles=2", "--lr_power=2.0", "--lr_end=1e-7"])
+    cfg = parse_args(
+        options + ["--lr_num_cycles=2", "--lr_power=2.0", "--lr_end=1e-7"], train.Config
+    )
     expected = reference_rates(scheduler, warmup, 17)
     got = [train.lr_at(update, 17, warmup, cfg) for update in range(17)]
-    assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in zip(got, expected, strict=True))
+    assert all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in zip(got, expected, strict=True)
+    )
 
 
 def test_learning_rate_of_every_update_over_the_sharded_horizon(tmp_path):
     """Logged rates are the schedule's over exactly ceil(micro-batches / k) updates an epoch, when
     micro-batches % k != 0: the horizon is right and the last update is not wasted at rate 0."""
     out = tmp_path / "run"
-    run_train(out, per_device_train_batch_size=4, gradient_accumulation_steps=ACCUMULATION, warmup_steps=3)
+    run_train(
+        out, per_device_train_batch_size=4, gradient_accumulation_steps=ACCUMULATION, warmup_steps=3
+    )
     micro_batches = math.ceil(TINY["max_train_samples"] / 4)
     assert micro_batches % ACCUMULATION != 0
     total = TINY["num_train_epochs"] * math.ceil(micro_batches / ACCUMULATION)
@@ -195,16 +242,19 @@ def test_logged_loss_is_the_mean_of_the_window(tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_and_names_the_update(tmp_path):
-    """Checked at every log/eval/save (every update here): the message names the last good update."""
+    """Checked at every log, eval and save (every update here): the message names the last good
+    update."""
     out = tmp_path / "run"
-    result = run_train(out, check=False, learning_rate=1e30, max_steps=20, save_strategy="steps", save_steps=1)
+    result = run_train(
+        out, check=False, learning_rate=1e30, max_steps=20, save_strategy="steps", save_steps=1
+    )
     assert result.returncode != 0
     assert "non-finite after update" in result.stderr
     good = int(result.stderr.split("non-finite after update ")[1].split(";")[0])
     logged = losses(out)
     assert all(math.isfinite(logged[step]) for step in range(1, good + 1))
     assert not math.isfinite(logged[good + 1]), "the non-finite loss is logged, not averaged away"
-    kept = sorted(int(p.name[5:]) for p in (out / "checkpoints").glob("step-*"))
+    kept = [step_of(path) for path in checkpoint_dirs(out)]
     assert kept and max(kept) == good, "the last good update is checkpointed, nothing after it"
 
 

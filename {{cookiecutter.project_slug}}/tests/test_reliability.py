@@ -6,9 +6,25 @@ import signal
 import time
 
 import pytest
-from conftest import kill_group, losses, run_train, start_train, train_records, tree_digest, wait_for_step
+from conftest import (
+    FLAT_EVALS_EVERY_2,
+    kill_group,
+    losses,
+    run_train,
+    start_train,
+    train_records,
+    tree_digest,
+    wait_for_step,
+)
 
-LONG = {"num_train_epochs": 6, "save_strategy": "steps", "save_steps": 1, "per_device_train_batch_size": 2}
+from checkpoints import checkpoint_dirs, step_of
+
+LONG = {
+    "num_train_epochs": 6,
+    "save_strategy": "steps",
+    "save_steps": 1,
+    "per_device_train_batch_size": 2,
+}
 
 
 @pytest.mark.slow
@@ -50,7 +66,7 @@ def test_preemption_signal_saves_and_resumes_exactly(tmp_path, signum):
     assert wait_for_step(process, preempted, 5)
     process.send_signal(signum)  # to the training process, as SLURM does
     assert process.wait(timeout=120) == 0, process.stderr.read()
-    saved = [int(p.name[5:]) for p in (preempted / "checkpoints").glob("step-*")]
+    saved = [step_of(path) for path in checkpoint_dirs(preempted)]
     assert len(saved) == 1 and saved[0] >= 5, "the progress since the start is kept"
     assert not (preempted / "final").exists(), "a preempted run is not final"
     run_train(preempted, **options, resume_from_checkpoint="latest")
@@ -77,11 +93,7 @@ def test_rotation_keeps_best_and_newest_and_nothing_outside(tmp_path):
     (out / "checkpoints").mkdir(parents=True)
     (out / "notes.txt").write_text("mine")
     (out / "checkpoints" / "README").write_text("also mine")
-    # lr 0 after the first eval keeps eval_loss flat, so step-2 stays the best.
-    run_train(
-        out, max_steps=10, learning_rate=0.0, warmup_steps=0, eval_strategy="steps", eval_steps=2,
-        save_strategy="steps", save_steps=2, save_total_limit=2,
-    )  # fmt: skip
+    run_train(out, max_steps=10, save_total_limit=2, **FLAT_EVALS_EVERY_2)
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert kept == ["README", "step-10", "step-2"]
     assert (out / "notes.txt").read_text() == "mine"
@@ -106,6 +118,14 @@ def test_metrics_records_are_one_json_object_per_line(tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
     record = train_records(out)[0]
-    expected = {"step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_second", "samples_per_second"}
+    expected = {
+        "step",
+        "epoch",
+        "loss",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_second",
+        "samples_per_second",
+    }
     assert expected <= record.keys()
     assert 0 < record["mfu"] < 1000, "model FLOPs utilisation is logged when peak_tflops is set"

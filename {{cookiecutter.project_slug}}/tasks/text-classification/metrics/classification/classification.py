@@ -23,7 +23,9 @@ class Classification(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
         )
 
     def _compute(self, predictions, references):
@@ -34,5 +36,10 @@ class Classification(evaluate.Metric):
         for label in sorted(set(predictions) | set(references)):
             true_positive = sum(p == r == label for p, r in pairs)
             predicted, actual = sum(p == label for p, _ in pairs), sum(r == label for _, r in pairs)
-            f1_scores.append(2 * true_positive / (predicted + actual))  # predicted + actual > 0 here
-        return {"accuracy": sum(p == r for p, r in pairs) / len(pairs), "f1": sum(f1_scores) / len(f1_scores)}
+            f1_scores.append(
+                2 * true_positive / (predicted + actual)
+            )  # predicted + actual > 0 here
+        return {
+            "accuracy": sum(p == r for p, r in pairs) / len(pairs),
+            "f1": sum(f1_scores) / len(f1_scores),
+        }

@@ -1,0 +1,135 @@
+"""The causal-lm task: next-token prediction with a GPT-style model, for pre-training (packed
+blocks) or fine-tuning (one text per sequence).
+
+train.py knows no task: it uses the names below, in this order, and nothing else of this
+module. A new task is a folder with a task.py that defines the same names (and its tests).
+
+    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
+                                         transformers class that loads final/
+    Options                              the task's options, joined with the loop's in train.py
+    load_tokenizer_and_config(cfg)       -> (tokenizer, model config); cheap, so checked first
+    eval_metric_names(cfg)               what evaluation reports, checked before training
+    data_columns(cfg)                    {option: column} the task reads, checked on loading
+    prepare_datasets(cfg, raw, tokenizer)
+                                         -> (train, validation, label_names): tokenized datasets
+    collate(rows, tokenizer)             -> a batch of tensors whose "labels" hold -100 wherever
+                                            there is nothing to predict
+    build_model(cfg, config, label_names)
+                                         -> the model: pretrained weights or fresh from config
+    target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
+    summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
+    eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
+    eval_scores(cfg, eval_loss, gathered)
+                                         -> {"eval_loss": ..., "eval_<metric>": ...}
+    save_model(model, tokenizer, directory, state_dict)
+                                         what final/ holds
+
+Why losses come back as per-sample sums with target counts, not means: an update's loss is the
+mean over every target of its k micro-batches on every process. Sums add up across micro-batches
+and processes and are divided once by the total count; a mean of means would weight a short
+micro-batch like a full one, so accumulation and process count would change the numbers.
+"""
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+import pretrained
+from config import option
+
+NAME = "causal-lm"
+MODEL_CLASS = AutoModelForCausalLM
+
+
+@dataclass
+class Options:
+    text_column_name: str = option("text", "Column holding the text.")
+    block_size: int = option(128, "Tokens per training sequence.", above=0)
+    packing: bool = option(
+        True,
+        "Concatenate texts and cut them into block_size blocks (pre-training). false: one text "
+        "per sequence, truncated and padded, padding excluded from the loss (fine-tuning).",
+    )
+
+
+def data_columns(cfg):
+    return {"text_column_name": cfg.text_column_name}
+
+
+def load_tokenizer_and_config(cfg):
+    return pretrained.load_tokenizer_and_config(cfg, length_option="block_size")
+
+
+def eval_metric_names(cfg):
+    return ["eval_loss", "eval_perplexity"]
+
+
+def prepare_datasets(cfg, raw, tokenizer):
+    # datasets caches map() by hashing tokenize and what it reads. It reads plain values, not cfg,
+    # so a change of learning_rate or output_dir reuses the cached tokens.
+    text = cfg.text_column_name
+    block = cfg.block_size
+    packing = cfg.packing
+    eos = tokenizer.eos_token_id
+
+    def tokenize(rows):
+        texts = [t for t in rows[text] if t and t.strip()]
+        if not packing:
+            return {"input_ids": tokenizer(texts, truncation=True, max_length=block)["input_ids"]}
+        # Texts joined with EOS between them and cut into full blocks; the short tail is dropped.
+        documents = [ids + [eos] for ids in tokenizer(texts)["input_ids"]]
+        stream = list(itertools.chain.from_iterable(documents))
+        usable = len(stream) // block * block
+        return {"input_ids": [stream[i : i + block] for i in range(0, usable, block)]}
+
+    tokenized = raw.map(
+        tokenize,
+        batched=True,
+        remove_columns=raw["train"].column_names,
+        num_proc=cfg.preprocessing_num_workers,
+    )
+    return tokenized["train"], tokenized["validation"], None
+
+
+def collate(rows, tokenizer):
+    batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
+    # Position t predicts token t + 1, so the labels are the inputs shifted left by one. Shifting
+    # the labels here, not the logits in the loss, spares a copy of the (batch, length, vocab)
+    # logits. Padding and the last position have nothing to predict: -100.
+    targets = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    batch["labels"] = F.pad(targets[:, 1:], (0, 1), value=-100)
+    return batch
+
+
+def build_model(cfg, config, label_names):
+    return pretrained.load_model(MODEL_CLASS, cfg, config)
+
+
+def target_counts(batch):
+    return (batch["labels"] != -100).sum(1)
+
+
+def summed_losses(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"]
+    # The loss in fp32 even under mixed precision: a bf16 log-softmax over the vocabulary is coarse.
+    losses = F.cross_entropy(
+        logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
+    )
+    return losses.view(labels.shape).sum(1), logits
+
+
+def eval_predictions(logits, batch):
+    return {}
+
+
+def eval_scores(cfg, eval_loss, gathered):
+    # exp overflows above ~709: a diverged model reports a huge, finite perplexity.
+    return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0))}
+
+
+def save_model(model, tokenizer, directory, state_dict):
+    pretrained.save_model(model, tokenizer, directory, state_dict)

@@ -1,0 +1,26 @@
+"""What the shared tests need to know about this task: its options for the tiny runs, and its
+bad-input rows for tests/test_errors.py."""
+
+TINY_TASK_OPTIONS = {
+    # One text per sequence: micro-batches hold different numbers of label tokens, which is what
+    # makes the accumulation and process guarantees worth testing.
+    "packing": "false",
+    "block_size": 48,
+}
+
+# (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
+# task_material() or the shared material in test_errors.py.
+TASK_ERROR_ROWS = [
+    (
+        "too few sequences for packing",
+        {"packing": "true", "block_size": 256, "max_train_samples": 1},
+        "too few",
+    ),
+    ("a bad tokenizer path", {"tokenizer_name": "./no-such-tokenizer"}, "is not a local directory"),
+    ("a block size beyond the model", {"block_size": 100_000}, "exceeds the model's 256 positions"),
+]
+
+
+def task_material(root):
+    """Files only this task's rows point at."""
+    return {}

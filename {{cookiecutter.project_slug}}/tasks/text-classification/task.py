@@ -1,0 +1,155 @@
+"""The text-classification task: one label per text, a sequence-classification head on an
+encoder (BERT-style) or any model with a `ForSequenceClassification` class.
+
+train.py knows no task: it uses the names below, in this order, and nothing else of this
+module. A new task is a folder with a task.py that defines the same names (and its tests).
+
+    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
+                                         transformers class that loads final/
+    Options                              the task's options, joined with the loop's in train.py
+    load_tokenizer_and_config(cfg)       -> (tokenizer, model config); cheap, so checked first
+    eval_metric_names(cfg)               what evaluation reports, checked before training
+    data_columns(cfg)                    {option: column} the task reads, checked on loading
+    prepare_datasets(cfg, raw, tokenizer)
+                                         -> (train, validation, label_names): tokenized datasets
+    collate(rows, tokenizer)             -> a batch of tensors whose "labels" hold -100 wherever
+                                            there is nothing to predict
+    build_model(cfg, config, label_names)
+                                         -> the model: pretrained weights or fresh from config
+    target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
+    summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
+    eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
+    eval_scores(cfg, eval_loss, gathered)
+                                         -> {"eval_loss": ..., "eval_<metric>": ...}
+    save_model(model, tokenizer, directory, state_dict)
+                                         what final/ holds
+
+Why losses come back as per-sample sums with target counts, not means: an update's loss is the
+mean over every target of its k micro-batches on every process. Sums add up across micro-batches
+and processes and are divided once by the total count; a mean of means would weight a short
+micro-batch like a full one, so accumulation and process count would change the numbers.
+"""
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+
+import pretrained
+from config import UsageError, option
+
+NAME = "text-classification"
+MODEL_CLASS = AutoModelForSequenceClassification
+
+
+@dataclass
+class Options:
+    text_column_name: str = option("text", "Column holding the text.")
+    label_column_name: str = option("label", "Column holding the label (strings or integers).")
+    max_seq_length: int = option(128, "Texts are truncated to this many tokens.", above=0)
+    metrics: str = option(
+        "metrics/classification",
+        "Comma-separated evaluate metrics: local module directories (offline) or hub names.",
+    )
+
+
+def data_columns(cfg):
+    return {"text_column_name": cfg.text_column_name, "label_column_name": cfg.label_column_name}
+
+
+def load_tokenizer_and_config(cfg):
+    return pretrained.load_tokenizer_and_config(cfg, length_option="max_seq_length")
+
+
+@functools.cache
+def load_metric(names):
+    # evaluate is imported only when a run evaluates: it is slow to import.
+    import evaluate
+
+    paths = [
+        str(Path(name).resolve()) if Path(name).is_dir() else name for name in names.split(",")
+    ]
+    return evaluate.combine(paths)
+
+
+def eval_metric_names(cfg):
+    scores = load_metric(cfg.metrics).compute(predictions=[0], references=[0])
+    return ["eval_loss", *(f"eval_{name}" for name in scores)]
+
+
+def prepare_datasets(cfg, raw, tokenizer):
+    label = cfg.label_column_name
+    # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
+    label_names = sorted(raw["train"].unique(label))
+    if isinstance(raw["train"].features[label], datasets.ClassLabel):
+        label_names = raw["train"].features[label].names
+    label_ids = {name: i for i, name in enumerate(label_names)}
+    unknown = set(raw["validation"].unique(label)) - set(label_ids)
+    if unknown:
+        raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")
+    # datasets caches map() by hashing tokenize and what it reads: plain values, not cfg.
+    text = cfg.text_column_name
+    max_length = cfg.max_seq_length
+
+    def tokenize(rows):
+        encoded = tokenizer(rows[text], truncation=True, max_length=max_length)
+        return {
+            "input_ids": encoded["input_ids"],
+            "labels": [label_ids[name] for name in rows[label]],
+        }
+
+    tokenized = raw.map(
+        tokenize,
+        batched=True,
+        remove_columns=raw["train"].column_names,
+        num_proc=cfg.preprocessing_num_workers,
+    )
+    return tokenized["train"], tokenized["validation"], label_names
+
+
+def collate(rows, tokenizer):
+    batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
+    batch["labels"] = torch.tensor([row["labels"] for row in rows])
+    return batch
+
+
+def build_model(cfg, config, label_names):
+    heads = [
+        name for name in config.architectures or [] if name.endswith("ForSequenceClassification")
+    ]
+    if cfg.model_name_or_path and heads and config.num_labels != len(label_names):
+        raise UsageError(
+            f"{cfg.model_name_or_path} has {config.num_labels} labels but the data has "
+            f"{len(label_names)}."
+        )
+    # The label names travel with the saved model, so predictions come back as names.
+    config.num_labels = len(label_names)
+    config.id2label = {i: str(name) for i, name in enumerate(label_names)}
+    config.label2id = {str(name): i for i, name in enumerate(label_names)}
+    return pretrained.load_model(MODEL_CLASS, cfg, config)
+
+
+def target_counts(batch):
+    return (batch["labels"] != -100).long()
+
+
+def summed_losses(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return F.cross_entropy(logits.float(), batch["labels"], reduction="none"), logits
+
+
+def eval_predictions(logits, batch):
+    return {"predictions": logits.argmax(-1), "references": batch["labels"]}
+
+
+def eval_scores(cfg, eval_loss, gathered):
+    scores = load_metric(cfg.metrics).compute(**gathered)
+    return {"eval_loss": eval_loss, **{f"eval_{name}": value for name, value in scores.items()}}
+
+
+def save_model(model, tokenizer, directory, state_dict):
+    pretrained.save_model(model, tokenizer, directory, state_dict)

@@ -1,0 +1,44 @@
+"""What the shared tests need to know about this task: its options for the tiny runs, and its
+bad-input rows for tests/test_errors.py."""
+
+import json
+from pathlib import Path
+
+TINY_TASK_OPTIONS = {"max_seq_length": 48}
+
+# (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
+# task_material() or the shared material in test_errors.py.
+TASK_ERROR_ROWS = [
+    ("a missing label column", {"label_column_name": "sentiment"}, "Column 'sentiment'"),
+    (
+        "validation labels unseen in training",
+        {"validation_file": "{unseen_labels}"},
+        "never occur in the training",
+    ),
+    (
+        "labels that do not match the model's head",
+        {"model_name_or_path": "{two_label_model}"},
+        "labels but the data",
+    ),
+    (
+        "a sequence length beyond the model",
+        {"max_seq_length": 100_000},
+        "exceeds the model's 256 positions",
+    ),
+]
+
+
+def task_material(root):
+    """Files only this task's rows point at: a validation file with a label training never saw,
+    and a model whose classification head has 2 labels (the data has 3)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    project = Path(__file__).resolve().parents[1]
+    assets = next((project / "assets").iterdir())
+    rows = [json.loads(line) for line in (assets / "data" / "validation.jsonl").open()][:20]
+    unseen = root / "unseen.jsonl"
+    unseen.write_text("".join(json.dumps({**r, "label": "surprised"}) + "\n" for r in rows))
+    config = AutoConfig.from_pretrained(assets / "tiny-model", num_labels=2)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(root / "two-labels")
+    AutoTokenizer.from_pretrained(assets / "tiny-model").save_pretrained(root / "two-labels")
+    return {"unseen_labels": unseen, "two_label_model": root / "two-labels"}
