@@ -102,13 +102,9 @@ class LoopOptions:
     lr_num_cycles: int = option(1, "Hard restarts for cosine_with_restarts.", above=0)
     lr_end: float = option(1e-7, "Final rate of the polynomial schedule.", at_least=0)
     lr_power: float = option(1.0, "Power of the polynomial schedule.")
-    mixed_precision: Literal["no", "fp16", "bf16"] = option(
-        "{{ cookiecutter.mixed_precision }}", "Lower-precision compute; bf16 needs recent hardware."
-    )
+    mixed_precision: Literal["no", "fp16", "bf16"] = option("{{ cookiecutter.mixed_precision }}", "bf16 needs recent hardware.")
     on_nonfinite: Literal["stop", "skip"] = option(
-        "stop",
-        "A NaN/inf loss or grad norm: 'stop' the run (the last good checkpoint stays), or "
-        "'skip' the update and count it (costs one device sync per update).",
+        "stop", "NaN/inf loss or grad norm: stop the run, or skip the update (a sync per update)."
     )
     # --- evaluation, checkpoints, logging ----------------------------------------------------
     eval_strategy: Literal["no", "steps", "epoch"] = option("epoch", "When to evaluate.")
@@ -199,12 +195,14 @@ def load_yaml(path):
 
 
 def print_help(config_class):
-    lines = ["usage: train.py [--config FILE.yaml ...] [--option value ...]", "", "options:"]
+    print("usage: train.py [--config FILE.yaml ...] [--option value ...]\n\noptions:")
     kinds = typing.get_type_hints(config_class)
     for spec in dataclasses.fields(config_class):
-        lines.append(f"  --{spec.name} ({type_name(kinds[spec.name])}, default {spec.default!r})")
-        lines.append(f"      {spec.metadata['help']}")
-    print("\n".join(lines))
+        meta = spec.metadata
+        signs = {"at_least": ">=", "above": ">", "below": "<"}
+        limits = [f"{sign} {meta[key]}" for key, sign in signs.items() if meta[key] is not None]
+        kind = ", ".join([type_name(kinds[spec.name]), *limits])
+        print(f"  --{spec.name} ({kind}, default {spec.default!r})\n      {spec.metadata['help']}")
 
 
 def read_command_line(argv):
