@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: template tests, which bake projects and run each project's own tests
 # (including the 2-process and kill/resume runs). Extra arguments go to pytest.
+# About 10 minutes on an idle 2-core machine; the generated suites print a line per test as
+# they go (from build/test-logs/), so a long wait is visibly progress.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+mkdir -p build/test-logs
+rm -f build/test-logs/*.log
+touch build/test-logs/causal-lm.log build/test-logs/text-classification.log
+tail -n +1 -F build/test-logs/causal-lm.log build/test-logs/text-classification.log 2>/dev/null \
+    | grep --line-buffered -E "^==>|PASSED|FAILED|ERROR|SKIPPED" &
+progress=$!
+trap 'kill $progress 2>/dev/null || true' EXIT
 # Two workers on two cores: the two generated suites (the slow part) run side by side.
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"

@@ -10,11 +10,12 @@ import sys
 
 import pytest
 import tomllib
-from conftest import DEFAULTS, TEMPLATE, offline_env, tool
+from conftest import DEFAULTS, TEMPLATE, offline_env, tool, write_data_file
 
 LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
+LOCAL_DATA = "<local data file>"  # replaced by an absolute path made in the local_data fixture
 TASKS = tuple(DEFAULTS["task"])
-MODULES = ("train.py", "config.py", "checkpoints.py", "data.py", "optim.py", "pretrained.py", "task.py")
+MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "pretrained.py", "task.py")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 # Together these cover both tasks, every tracker, every mixed_precision, CI yes and no, the tiny
@@ -40,7 +41,7 @@ CASES = {
     "causal-local": {
         "project_name": "Another Project",
         "model": LOCAL_MODEL,
-        "dataset": "/data/corpus.txt",
+        "dataset": LOCAL_DATA,
         "tracker": "mlflow",
     },
     "classification-hub": {
@@ -65,10 +66,17 @@ def local_model(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def local_data(tmp_path_factory):
+    """An absolute path to a local text file, for dataset=<path>."""
+    return str(write_data_file(tmp_path_factory.mktemp("data") / "corpus.txt"))
+
+
 @pytest.fixture(params=list(CASES), scope="session")
-def case(request, bake, local_model):
+def case(request, bake, local_model, local_data):
     """(answers as given, all answers with defaults filled in, generated project path)."""
-    given = {key: local_model if value == LOCAL_MODEL else value for key, value in CASES[request.param].items()}
+    placeholders = {LOCAL_MODEL: local_model, LOCAL_DATA: local_data}
+    given = {key: placeholders.get(value, value) for key, value in CASES[request.param].items()}
     answers = {key: value[0] if isinstance(value, list) else value for key, value in DEFAULTS.items()}
     answers.update(given)
     if "project_slug" not in given:
@@ -85,7 +93,7 @@ def data_source(dataset):
 def generated_config(project, code="print(json.dumps(dataclasses.asdict(train.Config())))"):
     """Run code in a fresh interpreter inside the project, with its train.py imported."""
     result = subprocess.run(
-        [sys.executable, "-c", f"import dataclasses, json, config, train\n{code}"],
+        [sys.executable, "-c", f"import dataclasses, json, cli, train\n{code}"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -156,7 +164,10 @@ def test_config_defaults_match_answers(case):
     assert cfg["model_name_or_path"] == (None if answers["model"] == "tiny" else answers["model"])
     assert cfg["config_name"] == f"assets/{task}/tiny-model"
     assert cfg["dataset_name"] == (answers["dataset"] if source == "hub" else None)
-    train_file = {"sample": f"assets/{task}/data/train.jsonl", "file": answers["dataset"], "hub": None}
+    dataset = answers["dataset"]
+    # A relative answer counts from the folder the project is created in, the project's parent.
+    local = dataset if dataset.startswith("/") else f"../{dataset}"
+    train_file = {"sample": f"assets/{task}/data/train.jsonl", "file": local, "hub": None}
     assert cfg["train_file"] == train_file[source]
     assert cfg["validation_file"] == (f"assets/{task}/data/validation.jsonl" if source == "sample" else None)
     assert cfg["mixed_precision"] == answers["mixed_precision"]
@@ -175,9 +186,9 @@ def test_defaults_and_shipped_configs_pass_validation(case):
     _, _, project = case
     generated_config(
         project,
-        "config.parse_args([], train.Config)\n"
-        "config.parse_args(['--config', 'configs/default.yaml'], train.Config)\n"
-        "config.parse_args(['--config', 'configs/debug.yaml'], train.Config)",
+        "cli.parse_args([], train.Config)\n"
+        "cli.parse_args(['--config', 'configs/default.yaml'], train.Config)\n"
+        "cli.parse_args(['--config', 'configs/debug.yaml'], train.Config)",
     )
 
 
@@ -208,7 +219,10 @@ def test_ruff_clean(case):
 
 def test_recorded_answers_replay_to_the_same_project(case, run_cookiecutter, cookiecutter_config, tmp_path):
     """`.cookiecutter.json` holds what `cookiecutter --replay-file` needs under its "cookiecutter" key."""
-    _, _, project = case
+    _, answers, project = case
+    if data_source(answers["dataset"]) == "file" and not answers["dataset"].startswith("/"):
+        # The data file, where the replayed project is created, as where the original was.
+        shutil.copy(project.parent / answers["dataset"], write_data_file(tmp_path / "out" / answers["dataset"]))
     replay = tmp_path / "replay.json"
     replay.write_text(json.dumps({"cookiecutter": json.loads((project / ".cookiecutter.json").read_text())}))
     result = subprocess.run(
@@ -251,17 +265,48 @@ def test_quotes_and_backslashes_cannot_inject_code(bake):
         "description": 'He said "hi" \\ and \'\'\'; __import__("os").system("touch PWNED") #',
         "author": "O'Brien \"\\\" ''' \\u0041",
         "dataset": "data/it's \"quoted\" \\ '''.csv",
+        "task": "text-classification",
+        "text_column": "it's \"a\" \\ ''' col",
     }
-    project = bake(**answers)
+    project = bake(data_columns=(answers["text_column"], "label"), **answers)
     meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert meta["description"] == answers["description"]
     assert meta["authors"] == [{"name": answers["author"]}]
     for path in project.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
-    assert json.loads(generated_config(project))["train_file"] == answers["dataset"]
+    cfg = json.loads(generated_config(project))
+    assert cfg["train_file"] == "../" + answers["dataset"]
+    assert cfg["text_column_name"] == answers["text_column"]
     recorded = json.loads((project / ".cookiecutter.json").read_text())
     assert {key: recorded[key] for key in answers} == answers
     assert not list(project.parent.rglob("PWNED"))
+
+
+def test_your_data_file_decides_the_default_columns(bake):
+    """The generator reads the header of a local file: its text and label columns become the
+    defaults, so the first run trains on it; the project's tests keep to the bundled sample."""
+    project = bake(task="text-classification", dataset="reviews.csv", data_columns=("Review", "stars", "id"))
+    cfg = json.loads(generated_config(project))
+    assert (cfg["text_column_name"], cfg["label_column_name"]) == ("Review", "stars")
+    first_run = subprocess.run(
+        [sys.executable, "train.py", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=600,
+    )
+    assert first_run.returncode == 0, first_run.stderr[-3000:]
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py"]
+        + ["-k", "shipped_config or debug_preset"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=900,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
 
 
 BAD_ANSWERS = [
@@ -276,6 +321,17 @@ BAD_ANSWERS = [
     pytest.param({"dataset": "train.CSV"}, "The answer dataset='train.CSV'", id="uppercase-dataset-extension"),
     pytest.param({"dataset": "./data/train"}, "The answer dataset='./data/train'", id="dataset-path-without-extension"),
     pytest.param({"dataset": "~/train.csv"}, "The answer dataset='~/train.csv'", id="dataset-tilde"),
+    pytest.param({"dataset": "missing.csv"}, "The answer dataset='missing.csv' is not a file", id="missing-dataset"),
+    pytest.param(
+        {"dataset": "{columns a,b}.csv", "task": "text-classification"},
+        "Could not tell which column of",
+        id="undetectable-columns",
+    ),
+    pytest.param(
+        {"dataset": "{columns text,label}.csv", "text_column": "body"},
+        "The column 'body' is not in",
+        id="answered-column-not-in-file",
+    ),
     pytest.param({"description": "line one\nline two"}, "The answer description='line one\\nline two'", id="newline"),
     pytest.param({"author": "Ada\tLovelace"}, "The answer author='Ada\\tLovelace'", id="tab-in-author"),
     pytest.param({"project_name": "My\rTrainer", "project_slug": "ok"}, "The answer project_name=", id="cr-in-name"),
@@ -291,12 +347,18 @@ BAD_ANSWERS = [
 def test_bad_answer_stops_with_one_sentence_and_leaves_nothing(answers, sentence_start, run_cookiecutter, tmp_path):
     output_dir = tmp_path / "out"
     output_dir.mkdir()
+    dataset = answers.get("dataset", "")
+    if dataset.startswith("{columns "):
+        # A data file with the columns named, in the folder the project is created in.
+        columns = dataset.split(" ", 1)[1].split("}")[0].split(",")
+        answers = {**answers, "dataset": "data.csv"}
+        write_data_file(output_dir / "data.csv", columns)
     result = run_cookiecutter(output_dir, **answers)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if sentence_start in line]
     assert len(lines) == 1, result.stderr
     assert lines[0].rstrip().endswith("."), lines[0]
-    assert list(output_dir.iterdir()) == []
+    assert [path for path in output_dir.iterdir() if path.is_dir()] == [], "no project is left"
 
 
 @pytest.mark.parametrize("existing_output_dir", [True, False], ids=["output-dir-exists", "output-dir-new"])
@@ -311,19 +373,59 @@ def test_empty_name_with_derived_slug_leaves_nothing(existing_output_dir, run_co
     assert not output_dir.exists() or list(output_dir.iterdir()) == []
 
 
-def test_generated_project_installs_as_its_readme_says(bake, tmp_path):
-    """`pip install -e ".[dev]"` must work: build the project's wheel (no downloads) and check it
-    holds the modules and declares the dependencies."""
+def test_two_projects_install_side_by_side(bake, tmp_path):
+    """`pip install -e ".[dev]"` installs the dependencies and no top-level module: two projects
+    in one environment do not shadow each other's train.py or config.py."""
     import zipfile
 
-    project = bake(task="text-classification")
+    projects = [bake(task=task, project_name=f"{task} project") for task in TASKS]
+    for project in projects:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+            + ["-w", str(tmp_path / project.parent.name), "."],
+            cwd=project,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    wheels = sorted(tmp_path.glob("*/*.whl"))
+    assert len(wheels) == len(projects)
+    target = tmp_path / "environment"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
-        cwd=project, capture_output=True, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+        + [str(wheel) for wheel in wheels],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    (wheel,) = tmp_path.glob("*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert set(MODULES) <= set(names)
-    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
-    assert "Requires-Dist: accelerate" in metadata and "Requires-Dist: evaluate" in metadata
+    assert not list(target.glob("*.py")), "a generated project installed a top-level module"
+    for wheel in wheels:
+        metadata = zipfile.ZipFile(wheel).read(
+            next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("METADATA"))
+        )
+        assert b"Requires-Dist: accelerate" in metadata and b"Requires-Dist: evaluate" in metadata
+
+
+@pytest.mark.parametrize(
+    "answer, sentence",
+    [
+        ("project_slug=my-proj", "The answer project_slug='my-proj' is not a usable Python package name"),
+        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, text-"),
+        ("dataset=missing.csv", "The answer dataset='missing.csv' is not a file"),
+    ],
+    ids=["bad-slug", "unknown-task", "missing-dataset"],
+)
+def test_generate_script_says_one_sentence(answer, sentence, cookiecutter_config, tmp_path):
+    """scripts/generate.py, the README's way to generate: one sentence, no traceback."""
+    result = subprocess.run(
+        [sys.executable, str(TEMPLATE / "scripts" / "generate.py"), "--no-input", "-o", str(tmp_path)]
+        + ["--config-file", str(cookiecutter_config), answer],
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(sentence)
+    assert list(tmp_path.iterdir()) == []

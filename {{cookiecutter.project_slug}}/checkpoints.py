@@ -149,6 +149,11 @@ def check_same_run(checkpoint, saved, cfg, task_name, world):
 def load_checkpoint(accelerator, checkpoint, saved, total_updates):
     """Weights, optimizer, grad scaler and every process's RNG state back from `checkpoint`;
     returns the run's state there, its schedule spanning `total_updates`."""
+    if saved["global_step"] > total_updates:
+        raise UsageError(
+            f"Checkpoint {checkpoint} is at update {saved['global_step']}, past the "
+            f"{total_updates} updates of this run; raise max_steps or num_train_epochs."
+        )
     try:
         accelerator.load_state(checkpoint)
     except Exception as error:
@@ -167,7 +172,8 @@ def load_checkpoint(accelerator, checkpoint, saved, total_updates):
 
 def start_run(cfg, accelerator, checkpoint, resumed_step):
     """The run's first writes, once everything has loaded: clear an overwritten run, drop saves
-    cut short by a kill and the metrics records a resumed run redoes, record the config."""
+    cut short by a kill and the metrics records a resumed run redoes, record the config, start
+    the tracker."""
     output_dir = Path(cfg.output_dir)
     metrics_file = output_dir / "metrics.jsonl"
     if accelerator.is_main_process:
@@ -189,6 +195,9 @@ def start_run(cfg, accelerator, checkpoint, resumed_step):
                 f"Cannot write to output_dir {output_dir}: {error.strerror}."
             ) from None
     accelerator.wait_for_everyone()
+    # Trackers reject None values.
+    tracked = {name: str(value) if value is None else value for name, value in vars(cfg).items()}
+    accelerator.init_trackers(cfg.run_name, config=tracked)
 
 
 def save_checkpoint(accelerator, cfg, state):

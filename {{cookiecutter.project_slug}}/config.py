@@ -1,26 +1,15 @@
 {% set extension = "." ~ cookiecutter.dataset.rsplit(".", 1)[-1] %}
 {% set source = "sample" if cookiecutter.dataset == "sample" else ("file" if extension in cookiecutter._data_files else "hub") %}
-"""The loop's options, each declared once, and the parser that reads them.
+"""The loop's options, each declared once, and the checks of combinations that cannot work.
 
 One line per option: its type (a `Literal[...]` lists the choices), default, help and bounds;
---help, type checks, choices and bounds derive from it. task.py declares the task's options the
-same way. Values come from YAML files (`--config a.yaml --config b.yaml`, later wins), then from
-`--key value`. Names follow transformers' TrainingArguments where the concept is the same.
-
-Why our own parser (about 100 lines): transformers' HfArgumentParser reads one YAML file or the
-command line, not files layered with overrides; argparse silently accepts abbreviations
-(`--learn` sets learning_rate) and answers errors with usage blocks; tyro and jsonargparse layer
-files but add a dependency and multi-line error reports. Layered YAML, `--k v`, typo hints,
-one-sentence errors and --help are small enough to own and read.
+--help, type checks, choices and bounds derive from it (cli.py reads YAML files and the command
+line). task.py declares the task's options the same way. Names follow transformers'
+TrainingArguments where the concept is the same, so Trainer habits carry over.
 """
 
-import contextlib
 import dataclasses
-import difflib
 import math
-import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,11 +21,11 @@ class UsageError(Exception):
     """A problem the user can fix; train.py prints its one-sentence message and exits with 2."""
 
 
-def option(default, help, *, at_least=None, above=None, below=None):
-    """One option: its default, one line of help, and the bounds of its value (inclusive
-    `at_least`, exclusive `above` and `below`)."""
+def option(default, help, *, at_least=None, above=None, below=None, path=False):
+    """One option: its default, one line of help, the bounds of its value (inclusive `at_least`,
+    exclusive `above` and `below`), and whether its default is a path in the project."""
     bounds = {"at_least": at_least, "above": above, "below": below}
-    return field(default=default, metadata={"help": help, **bounds})
+    return field(default=default, metadata={"help": help, "path": path, **bounds})
 
 
 @dataclass
@@ -49,6 +38,7 @@ class LoopOptions:
     config_name: str | None = option(
         "assets/{{ cookiecutter.task }}/tiny-model",
         "Model config (hub id or directory) to build a fresh model from, without weights.",
+        path=True,
     )
     tokenizer_name: str | None = option(None, "Tokenizer; defaults to the model's or config's.")
     trust_remote_code: bool = option(False, "Run model code from the hub. Only for code you trust.")
@@ -64,15 +54,18 @@ class LoopOptions:
 {% if source == "sample" %}
         "assets/{{ cookiecutter.task }}/data/train.jsonl",
 {% elif source == "file" %}
-        {{ cookiecutter.dataset | tojson }},
+        {# A relative answer counts from the folder the project was created in: its parent. #}
+        {{ (cookiecutter.dataset if cookiecutter.dataset.startswith("/") else "../" ~ cookiecutter.dataset) | tojson }},
 {% else %}
         None,
 {% endif %}
         "Local training file: {{ cookiecutter._data_files | join(', ') }}.",
+        path=True,
     )
     validation_file: str | None = option(
         {{ ('"assets/' ~ cookiecutter.task ~ '/data/validation.jsonl"') if source == "sample" else "None" }},
         "Local validation file; without one, validation_split_percentage of train is held out.",
+        path=True,
     )
     validation_split_percentage: int = option(5, "% of train held out.", at_least=1, below=100)
     max_train_samples: int | None = option(None, "Use only the first N training rows.", above=0)
@@ -80,7 +73,7 @@ class LoopOptions:
     preprocessing_num_workers: int | None = option(None, "Tokenization processes.", above=0)
     dataloader_num_workers: int = option(0, "Data loader worker processes.", at_least=0)
     # --- optimisation ------------------------------------------------------------------------
-    output_dir: str = option("outputs/default", "Where config, metrics, checkpoints, final/ go.")
+    output_dir: str = option("outputs/default", "Where checkpoints, final/ go.", path=True)
     overwrite_output_dir: bool = option(False, "Start afresh even if output_dir holds a run.")
     num_train_epochs: float = option(3.0, "Epochs; ignored when max_steps > 0.", at_least=0)
     max_steps: int = option(-1, "Optimizer updates to run; -1 means use num_train_epochs.")
@@ -130,44 +123,6 @@ class LoopOptions:
     debug: bool = option(False, "Show full tracebacks instead of one-sentence errors.")
 
 
-def type_name(kind):
-    """How --help and error messages name a type: int, bool, adamw|adafactor|sgd, str or null."""
-    if typing.get_origin(kind) is Literal:
-        return "|".join(typing.get_args(kind))
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        inner = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        return f"{type_name(inner)} or null"
-    return kind.__name__
-
-
-def coerce(name, kind, value):
-    """Turn a YAML or command-line value into the option's type, or raise UsageError."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("", "null", "none")):
-            return None
-        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-    if typing.get_origin(kind) is Literal:
-        if value in typing.get_args(kind):
-            return value
-        raise UsageError(f"Option {name} must be one of {', '.join(typing.get_args(kind))}.")
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if kind is int and is_number and float(value).is_integer():
-        return int(value)
-    if kind is int and isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    if kind is float and (is_number or isinstance(value, str)):
-        # YAML 1.1 reads "5e-4" as a string, so numeric strings are accepted.
-        with contextlib.suppress(ValueError):
-            return float(value)
-    if kind is str and (is_number or isinstance(value, str)):
-        return str(value)
-    raise UsageError(f"Option {name} expects {type_name(kind)}, got {value!r}.")
-
-
 def bounds_problem(value, meta):
     """What is wrong with a number given its declared bounds, or None."""
     low, above, below = meta["at_least"], meta["above"], meta["below"]
@@ -178,77 +133,6 @@ def bounds_problem(value, meta):
     if below is not None and not value < below:
         return f"must be below {below}"
     return None
-
-
-def load_yaml(path):
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as error:
-        raise UsageError(f"Cannot read config file {path}: {error.strerror}.") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"Config file {path} is not valid YAML{where}.") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"Config file {path} must hold a mapping of option: value.")
-    return values
-
-
-def print_help(config_class):
-    print("usage: train.py [--config FILE.yaml ...] [--option value ...]\n\noptions:")
-    kinds = typing.get_type_hints(config_class)
-    for spec in dataclasses.fields(config_class):
-        meta = spec.metadata
-        signs = {"at_least": ">=", "above": ">", "below": "<"}
-        limits = [f"{sign} {meta[key]}" for key, sign in signs.items() if meta[key] is not None]
-        kind = ", ".join([type_name(kinds[spec.name]), *limits])
-        print(f"  --{spec.name} ({kind}, default {spec.default!r})\n      {spec.metadata['help']}")
-
-
-def read_command_line(argv):
-    """Split argv into YAML files and --name value overrides."""
-    files, overrides = [], {}
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if not arg.startswith("--"):
-            raise UsageError(f"Unexpected argument {arg!r}: options look like --name value.")
-        name, has_value, value = arg[2:].partition("=")
-        name = name.replace("-", "_")
-        if not has_value:
-            if not args:
-                raise UsageError(f"Option --{name} needs a value.")
-            value = args.pop(0)
-        if name == "config":
-            files.append(value)
-        else:
-            overrides[name] = value
-    return files, overrides
-
-
-def check_known(name, known):
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean {close[0]}?" if close else " See --help for the list."
-        raise UsageError(f"Unknown option {name}.{hint}")
-
-
-def parse_args(argv, config_class):
-    """YAML files in order, then --key value overrides: a checked config_class, defaults filled."""
-    if "-h" in argv or "--help" in argv:
-        print_help(config_class)
-        sys.exit(0)
-    kinds = typing.get_type_hints(config_class)
-    files, overrides = read_command_line(argv)
-    values = {}
-    for path in files:
-        values.update(load_yaml(path))
-    values.update(overrides)
-    for name in values:
-        check_known(name, kinds)
-    cfg = config_class(**{name: coerce(name, kinds[name], values[name]) for name in values})
-    check(cfg)
-    return fill_derived_defaults(cfg)
 
 
 def check(cfg):

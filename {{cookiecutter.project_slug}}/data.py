@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import datasets
+import torch
 
 import task
 from config import UsageError
@@ -20,10 +21,25 @@ FILE_BUILDERS = {
 
 def load_datasets(cfg, accelerator, tokenizer):
     """The task's train and validation datasets, and its label names (None if it has none)."""
-    # The main process reads and tokenizes first; the others then read its cache.
-    with accelerator.main_process_first():
-        raw = load_raw_datasets(cfg, task.data_columns(cfg).values())
-        train_set, eval_set, label_names = task.prepare_datasets(cfg, raw, tokenizer)
+
+    def prepare():
+        raw = load_raw_datasets(cfg, task.data_columns(cfg))
+        return task.prepare_datasets(cfg, raw, tokenizer)
+
+    # The main process reads and tokenizes first, and the others then read its cache. They learn
+    # whether it succeeded before going on, so a bad file stops every process with one message.
+    problem = None
+    if accelerator.is_main_process:
+        try:
+            prepared = prepare()
+        except UsageError as error:
+            problem = error
+    failed = accelerator.reduce(torch.tensor(problem is not None, device=accelerator.device), "sum")
+    if failed:
+        raise problem or UsageError("The main process could not prepare the data.")
+    if not accelerator.is_main_process:
+        prepared = prepare()
+    train_set, eval_set, label_names = prepared
     for name, split in (("train", train_set), ("validation", eval_set)):
         if len(split) < accelerator.num_processes:
             count = f"{len(split)} sequences after tokenization"
@@ -32,18 +48,22 @@ def load_datasets(cfg, accelerator, tokenizer):
 
 
 def load_raw_datasets(cfg, columns):
-    """A DatasetDict with train and validation splits holding the `columns` the task reads."""
+    """Train and validation splits holding the `columns` ({option: column}) the task reads."""
     if cfg.dataset_name:
-        source = cfg.dataset_name
-        raw = load_or_explain(source, cfg.dataset_name, cfg.dataset_config_name)
+        sources = {"train": f"dataset_name {cfg.dataset_name}"}
+        raw = load_or_explain(sources["train"], cfg.dataset_name, cfg.dataset_config_name)
     else:
-        source = cfg.train_file
-        files = {"train": cfg.train_file}
+        files = {"train": ("train_file", cfg.train_file)}
         if cfg.validation_file:
-            files["validation"] = cfg.validation_file
-        raw = load_or_explain(source, builder_for(files.values()), data_files=files)
+            files["validation"] = ("validation_file", cfg.validation_file)
+        # One file at a time, so that an error names the file and the option it came from.
+        raw = datasets.DatasetDict()
+        sources = {split: f"{option} {path}" for split, (option, path) in files.items()}
+        for split, (option, path) in files.items():
+            builder = builder_for(option, path)
+            raw[split] = load_or_explain(sources[split], builder, data_files={split: path})[split]
     if len(raw["train"]) == 0:
-        raise UsageError(f"The train split of {source} is empty.")
+        raise UsageError(f"The train split of {sources['train']} is empty.")
     if "validation" not in raw:
         # A held-out split carved from train, the same one on every run.
         percent = cfg.validation_split_percentage
@@ -52,25 +72,25 @@ def load_raw_datasets(cfg, columns):
     for name, limit in (("train", cfg.max_train_samples), ("validation", cfg.max_eval_samples)):
         if limit is not None:
             raw[name] = raw[name].select(range(min(limit, len(raw[name]))))
-    has = raw["train"].column_names
-    for column in columns:
-        if column not in has:
-            raise UsageError(f"Column {column!r} is not in {source}; it has {has}.")
+    for split, rows in raw.items():
+        for option, column in columns.items():
+            if column not in rows.column_names:
+                where = sources.get(split, sources["train"])
+                has = rows.column_names
+                raise UsageError(f"Column {column!r} ({option}) is not in {where}; it has {has}.")
     return raw
 
 
-def builder_for(paths):
-    """The one datasets builder that reads all of `paths`."""
-    for path in paths:
-        if not os.access(path, os.R_OK):
-            raise UsageError(f"Data file {path} does not exist or cannot be read.")
-        if os.path.getsize(path) == 0:
-            raise UsageError(f"Data file {path} is empty.")
-    builders = {FILE_BUILDERS.get(Path(path).suffix) for path in paths}
-    if None in builders or len(builders) > 1:
+def builder_for(option, path):
+    """The datasets builder that reads `path`, given as `option`."""
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"Data file {path} ({option}) does not exist or cannot be read.")
+    if os.path.getsize(path) == 0:
+        raise UsageError(f"Data file {path} ({option}) is empty.")
+    if Path(path).suffix not in FILE_BUILDERS:
         endings = ", ".join(FILE_BUILDERS)
-        raise UsageError(f"Data files must all end in one of {endings}, not mixed.")
-    return builders.pop()
+        raise UsageError(f"Data file {path} ({option}) must end in one of {endings}.")
+    return FILE_BUILDERS[Path(path).suffix]
 
 
 def load_or_explain(source, *args, **kwargs):

@@ -4,15 +4,15 @@
     accelerate launch train.py --config configs/default.yaml  # 1 CPU or GPU
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml train.py  # N GPUs
 
-The loop and only the loop: what the task decides (data, model, loss, metrics) is in task.py.
-Reading order is execution order. Guarantees (README, tests/): accumulation and process count do
-not change the numbers, a killed run resumes exactly, a checkpoint is complete or absent.
+The loop only, in execution order; task.py holds what the task decides. Guaranteed (README,
+tests/): accumulation and process count do not change the numbers, a killed run resumes exactly.
 """
 
 import functools
 import gc
 import itertools
 import json
+import logging
 import math
 import os
 import signal
@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import checkpoints
+import cli
 import task
-from config import LoopOptions, UsageError, check_metric_for_best_model, parse_args
+from config import LoopOptions, UsageError, check_metric_for_best_model
 from data import load_datasets
 from optim import build_optimizer
 
@@ -38,6 +39,8 @@ from optim import build_optimizer
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The imports made objects that live until exit; full garbage collections now skip them.
 gc.freeze()
+# Tied input and output embeddings are saved once; accelerate warns about that at every save.
+logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -116,7 +119,8 @@ def start_processes(cfg):
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with=None if cfg.report_to == "none" else cfg.report_to,
-        project_dir=cfg.output_dir,
+        # TensorBoard writes to output_dir/logs/<run_name>.
+        project_config=ProjectConfiguration(cfg.output_dir, logging_dir=f"{cfg.output_dir}/logs"),
         dynamo_backend="inductor" if cfg.torch_compile else "no",
     )
     # Without ACCELERATE_USE_CPU, a launch on a machine without GPUs starts lone copies.
@@ -206,15 +210,6 @@ def evaluate(accelerator, model, eval_loader, cfg):
     return task.eval_scores(cfg, (loss_sum / target_count).item(), gathered)
 
 
-def stop_requested(stop_signals, stop_group):
-    """Whether any process received a stop signal. All processes get the same answer through a
-    CPU (gloo) all-reduce, so they stop at the same update without waiting for a GPU."""
-    flag = torch.tensor(len(stop_signals))
-    if stop_group is not None:
-        torch.distributed.all_reduce(flag, group=stop_group)
-    return flag.item() > 0
-
-
 def check_finite(health, last_good, cfg):
     """A diverged model is never checkpointed. `health` sums every update's loss and grad norm,
     so it is finite only while all of them were."""
@@ -228,6 +223,7 @@ def check_finite(health, last_good, cfg):
 
 
 def train(cfg):
+    started = time.perf_counter()
     accelerator = start_processes(cfg)
     device, world = accelerator.device, accelerator.num_processes
     # Reads only: nothing on disk changes until start_run below.
@@ -259,10 +255,8 @@ def train(cfg):
     state = checkpoints.TrainerState.start(cfg, task.NAME, world, total_updates)
     if checkpoint:
         state = checkpoints.load_checkpoint(accelerator, checkpoint, saved_state, total_updates)
+    # The first writes: config.yaml, the tracker, and clearing an overwritten run.
     checkpoints.start_run(cfg, accelerator, checkpoint, state.global_step)
-    # Trackers reject None values.
-    tracked = {name: str(value) if value is None else value for name, value in vars(cfg).items()}
-    accelerator.init_trackers(cfg.run_name, config=tracked)
 
     def log(record):
         """One JSON object per line in metrics.jsonl, and to the tracker."""
@@ -271,17 +265,25 @@ def train(cfg):
                 stream.write(json.dumps(record) + "\n")
         accelerator.log(record, step=record["step"])
 
-    # SLURM sends SIGTERM or SIGUSR1 before it kills a job: finish the update, save, stop.
+    # SLURM sends SIGTERM or SIGUSR1 before it kills a job, Ctrl-C sends SIGINT: finish the
+    # update, save, stop. A second Ctrl-C stops at once; the last complete checkpoint stays.
     stop_signals = []
-    for signum in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(signum, lambda received, frame: stop_signals.append(received))
+
+    def request_stop(signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in stop_signals:
+            os._exit(130)
+        if signum == signal.SIGINT and accelerator.is_main_process:
+            print("\nStopping after this update (Ctrl-C again: at once).", flush=True)
+        stop_signals.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        signal.signal(signum, request_stop)
     stop_group = torch.distributed.new_group(backend="gloo") if world > 1 else None
-    # fp16 overflows are normal (the grad scaler skips those updates): only its loss is checked.
-    fp16 = cfg.mixed_precision == "fp16"
     totals = Totals(torch.zeros((), dtype=torch.float64, device=device))
     health = torch.zeros((), device=device)
     last_good = state.global_step
     stopped_by_signal = False
+    last_eval = "none in this run"
     on_screen = accelerator.is_local_main_process
     progress = tqdm(total=total_updates, initial=state.global_step, disable=not on_screen)
     model.train()
@@ -296,7 +298,8 @@ def train(cfg):
         learning_rate = lr_at(state.global_step, total_updates, warmup, cfg)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
-        update_health = update_loss if fp16 else update_loss + grad_norm
+        # fp16 overflows are normal (the grad scaler skips those updates): only its loss counts.
+        update_health = update_loss if cfg.mixed_precision == "fp16" else update_loss + grad_norm
         # The only per-update device sync, and only with on_nonfinite=skip.
         if cfg.on_nonfinite == "skip" and not torch.isfinite(update_health).item():
             state.skipped_updates += 1
@@ -314,7 +317,11 @@ def train(cfg):
         log_now = step % cfg.logging_steps == 0 or last
         eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end, last)
         save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end, last)
-        stopped_by_signal = stop_requested(stop_signals, stop_group)
+        # Processes agree on stopping through a CPU (gloo) all-reduce: no wait for a GPU.
+        stop_flag = torch.tensor(len(stop_signals))
+        if stop_group is not None:
+            torch.distributed.all_reduce(stop_flag, group=stop_group)
+        stopped_by_signal = stop_flag.item() > 0
         if log_now:
             record = {"step": step, "epoch": round(epoch, 4), "learning_rate": learning_rate}
             record.update(totals.summary(world, flops_per_token, cfg))
@@ -335,38 +342,38 @@ def train(cfg):
             log({"step": step, "epoch": round(epoch, 4), **scores})
             # The best value of metric_for_best_model, and patience for early stopping.
             early_stop = state.record_eval(scores[cfg.metric_for_best_model], cfg)
+            shown = " ".join(f"{name[5:]} {value:.4g}" for name, value in scores.items())
+            last_eval = f"step {step}: {shown}" + (" (best)" if state.best_step == step else "")
+            if on_screen:
+                progress.write(f"eval {last_eval}", file=sys.stdout)
         if save_now or stopped_by_signal:
             checkpoints.save_checkpoint(accelerator, cfg, state)
         totals.started += time.perf_counter() - paused
         if last or stopped_by_signal or early_stop:
             break
     progress.close()
-    step = state.global_step
 
+    minutes = (time.perf_counter() - started) / 60
     if stopped_by_signal:
-        accelerator.print(f"Stopped by a signal after update {step}; checkpoint saved.")
+        resume = f"python train.py --output_dir {cfg.output_dir} --resume_from_checkpoint latest"
+        accelerator.print(f"Stopped with a checkpoint. Resume: {resume}")
     else:
         best = Path(cfg.output_dir, "checkpoints", f"step-{state.best_step}")
         if cfg.load_best_model_at_end and best.is_dir():
             accelerator.load_state(best)
             accelerator.print(f"Loaded the best model, {best}.")
         checkpoints.save_final_model(accelerator, model, tokenizer, cfg)
-        accelerator.print(f"Done: {step} updates; model saved to {cfg.output_dir}/final.")
+        final = Path(cfg.output_dir, "final")
+        accelerator.print(f"Done: {state.global_step} updates in {minutes:.1f} min; model: {final}")
+        if state.best_metric is not None:
+            metric = f"{cfg.metric_for_best_model} {state.best_metric:.4g}"
+            accelerator.print(f"  best {metric} at step {state.best_step}; last eval {last_eval}")
+        accelerator.print(f"  load it: {task.MODEL_CLASS.__name__}.from_pretrained({str(final)!r})")
     accelerator.end_training()
 
 
 def main(argv):
-    cfg = None
-    try:
-        cfg = parse_args(argv, Config)
-        train(cfg)
-    except UsageError as error:
-        if cfg is not None and cfg.debug:
-            raise
-        # One message, not one per process.
-        if os.environ.get("RANK", "0") == "0":
-            print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    cli.run(train, Config, argv)
 
 
 if __name__ == "__main__":

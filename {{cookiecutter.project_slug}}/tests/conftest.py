@@ -62,6 +62,16 @@ FLAT_EVALS_EVERY_2 = {
 }
 
 
+# The embedded model and sample data with their columns: what the tests train on.
+BUNDLED = {
+    name: value
+    for name, value in TINY.items()
+    if name
+    in ("model_name_or_path", "dataset_name", "config_name", "train_file", "validation_file")
+    or name.endswith("_column_name")
+}
+
+
 def command(processes):
     if processes == 1:
         return [sys.executable, "train.py"]
@@ -118,8 +128,9 @@ def run_train(output_dir, processes=1, check=True, env=None, **options):
 
 
 def run_config(config, output_dir, **options):
-    """Run train.py with a shipped config file alone (no tiny overrides), plus `options`."""
-    values = {"output_dir": output_dir, **options}
+    """Run train.py with a shipped config file, on the bundled model and data whatever the
+    project defaults to (the user's data may not be here), plus `options`."""
+    values = {**BUNDLED, "output_dir": output_dir, **options}
     return finish([f"--config={config}"] + [f"--{name}={value}" for name, value in values.items()])
 
 

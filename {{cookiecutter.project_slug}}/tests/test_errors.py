@@ -71,14 +71,13 @@ ROWS = [
     (
         "a missing data file",
         {"train_file": "nowhere.jsonl"},
-        "Data file nowhere.jsonl does not exist",
+        "Data file nowhere.jsonl (train_file) does not exist",
     ),
     (
         "an unsupported data format",
         {"train_file": "{xml_file}"},
-        "must all end in one of .csv, .json, .jsonl",
+        "(train_file) must end in one of .csv, .json, .jsonl",
     ),
-    ("mixed data formats", {"train_file": "{header_only_csv}"}, "not mixed"),
     ("a malformed data file", {"train_file": "{broken_jsonl}"}, "Could not load data from"),
     ("an empty data file", {"train_file": "{empty_jsonl}"}, "is empty"),
     (
@@ -86,7 +85,11 @@ ROWS = [
         {"train_file": "{header_only_csv}", "validation_file": "null"},
         "no data",
     ),
-    ("a missing text column", {"text_column_name": "body"}, "Column 'body' is not in"),
+    (
+        "a missing text column",
+        {"text_column_name": "body"},
+        "Column 'body' (text_column_name) is not in train_file",
+    ),
     (
         "a model path that is not a directory",
         {"model_name_or_path": "./no-such-model"},
@@ -124,6 +127,24 @@ ROWS = [
         "is not a writable directory",
     ),
     ("an output dir that holds a run", {"output_dir": "{previous_run}"}, "already holds a run"),
+    (
+        "a flag from another tool",
+        {"fp16": "true"},
+        "Unknown option fp16; use --mixed_precision fp16.",
+    ),
+    ("bf16 as a flag", {"bf16": "true"}, "Unknown option bf16; use --mixed_precision bf16."),
+    ("lr for the learning rate", {"lr": 1e-4}, "Unknown option lr; use --learning_rate."),
+    ("epochs for the epochs", {"epochs": 3}, "Unknown option epochs; use --num_train_epochs."),
+    (
+        "batch_size",
+        {"batch_size": 8},
+        "Unknown option batch_size; use --per_device_train_batch_size.",
+    ),
+    (
+        "a resume that would end before the checkpoint",
+        {"resume_from_checkpoint": "{good_checkpoint}", "max_steps": 1, "warmup_steps": 0},
+        "is at update 2, past the 1 updates of this run",
+    ),
     *TASK_ERROR_ROWS,
 ]
 

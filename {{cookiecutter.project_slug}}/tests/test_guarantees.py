@@ -39,7 +39,7 @@ def learning_rates(output_dir):
 def test_each_epoch_is_a_fresh_permutation_split_across_processes(processes):
     """Shards of every global batch together hold each sample once; epochs reshuffle."""
     import train
-    from config import parse_args
+    from cli import parse_args
 
     cfg = parse_args(["--per_device_train_batch_size=4"], train.Config)
     epochs = []
@@ -57,10 +57,21 @@ def test_each_epoch_is_a_fresh_permutation_split_across_processes(processes):
 
 
 def test_accumulation_does_not_change_the_numbers(tmp_path):
-    """Batch B*k with accumulation 1 equals batch B with accumulation k, also for short windows."""
+    """Batch B*k with accumulation 1 equals batch B with accumulation k, also for short windows.
+
+    54 samples make 14 micro-batches of 4 an epoch: the last window holds two micro-batches of
+    4 and 2 samples. Only a loss normalised by the window's total target count gets it right; a
+    mean of per-micro-batch means weights the 2 samples like 4, even where every sample has one
+    target (classification)."""
     big, accumulated = tmp_path / "big", tmp_path / "accumulated"
-    run_train(big, per_device_train_batch_size=4 * ACCUMULATION)
-    run_train(accumulated, per_device_train_batch_size=4, gradient_accumulation_steps=ACCUMULATION)
+    samples = {"max_train_samples": 54}
+    run_train(big, per_device_train_batch_size=4 * ACCUMULATION, **samples)
+    run_train(
+        accumulated,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=ACCUMULATION,
+        **samples,
+    )
     assert len(losses(big)) >= 10
     assert_close_values(losses(big), losses(accumulated), 1e-5, "loss")
     assert_close_weights(final_weights(big), final_weights(accumulated), 1e-5)
@@ -199,7 +210,7 @@ def reference_rates(scheduler, warmup, total):
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_lr_at_is_the_closed_form_of_every_schedule(scheduler):
     import train
-    from config import parse_args
+    from cli import parse_args
 
     warmup = 0 if scheduler == "constant" else 3
     options = [f"--lr_scheduler_type={scheduler}", f"--learning_rate={TINY['learning_rate']}"]

@@ -161,13 +161,6 @@ def test_torch_compile_trains(tmp_path):
     assert MODEL_CLASS.from_pretrained(out / "final") is not None
 
 
-def test_tensorboard_tracker_writes_events(tmp_path):
-    pytest.importorskip("tensorboard", reason="report_to=tensorboard needs the tensorboard package")
-    out = tmp_path / "run"
-    run_train(out, max_steps=2, report_to="tensorboard")
-    assert list(out.rglob("events.out.tfevents.*"))
-
-
 @pytest.mark.parametrize(
     "launch_config", sorted(p.name for p in (PROJECT / "configs" / "accelerate").glob("*.yaml"))
 )

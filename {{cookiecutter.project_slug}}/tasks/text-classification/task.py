@@ -54,6 +54,7 @@ class Options:
     metrics: str = option(
         "metrics/classification",
         "Comma-separated evaluate metrics: local module directories (offline) or hub names.",
+        path=True,
     )
 
 

@@ -2,6 +2,8 @@
 bad-input rows for tests/test_errors.py."""
 
 TINY_TASK_OPTIONS = {
+    # The bundled sample's column: the project's default may name that of your own data.
+    "text_column_name": "text",
     # One text per sequence: micro-batches hold different numbers of label tokens, which is what
     # makes the accumulation and process guarantees worth testing.
     "packing": "false",

@@ -5,7 +5,7 @@ import torch
 from conftest import TINY, losses, run_train
 
 import task
-from config import parse_args
+from cli import parse_args
 from train import Config
 
 

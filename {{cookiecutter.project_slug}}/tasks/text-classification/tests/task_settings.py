@@ -4,7 +4,12 @@ bad-input rows for tests/test_errors.py."""
 import json
 from pathlib import Path
 
-TINY_TASK_OPTIONS = {"max_seq_length": 48}
+TINY_TASK_OPTIONS = {
+    # The bundled sample's columns: the project's defaults may name those of your own data.
+    "text_column_name": "text",
+    "label_column_name": "label",
+    "max_seq_length": 48,
+}
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.

@@ -1,0 +1,201 @@
+"""The first hour with your own data: your files replace the bundled sample, a run resumes from
+wherever it lives, Ctrl-C saves, scores reach the console, and the console stays clean."""
+
+import csv
+import json
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import (
+    BUNDLED,
+    PROJECT,
+    TINY,
+    arguments,
+    command,
+    environment,
+    eval_records,
+    finish,
+    losses,
+    run_train,
+    start_train,
+    wait_for_step,
+)
+
+import task
+from checkpoints import checkpoint_dirs
+from train import Config
+
+# The tiny settings without the bundled data files: what a user with their own data types.
+OWN_DATA = {
+    name: value for name, value in TINY.items() if name not in ("train_file", "validation_file")
+}
+
+
+def own_copy_of_the_sample(directory, suffix):
+    """The bundled training rows with every column renamed (text -> my_text, ...), as csv or
+    jsonl, and the options that name those columns."""
+    rows = [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()][:80]
+    columns = {option: TINY[option] for option in task.data_columns(Config())}
+    renamed = [{f"my_{name}": value for name, value in row.items()} for row in rows]
+    path = directory / f"mine{suffix}"
+    if suffix == ".csv":
+        with path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(renamed[0]))
+            writer.writeheader()
+            writer.writerows(renamed)
+    else:
+        path.write_text("".join(json.dumps(row) + "\n" for row in renamed))
+    return path, {option: f"my_{column}" for option, column in columns.items()}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
+    """Giving train_file drops the bundled validation file too: a split is carved from yours."""
+    data, column_options = own_copy_of_the_sample(tmp_path, suffix)
+    out = tmp_path / "run"
+    options = {**OWN_DATA, **column_options, "train_file": data, "output_dir": out}
+    options.update(max_steps=2, eval_strategy="steps", eval_steps=2)
+    finish([f"--{name}={value}" for name, value in options.items()])
+    assert eval_records(out), "evaluated on the split carved from your file"
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded["train_file"] == str(data) and recorded["validation_file"] is None
+
+
+def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
+    """A run copied elsewhere resumes with its own recorded options: nothing to retype, no
+    absolute path of the old place, and the losses of an uninterrupted run."""
+    reference, first, moved = tmp_path / "reference", tmp_path / "first", tmp_path / "moved"
+    options = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "max_steps": 12}
+    options.update(save_strategy="steps", save_steps=1000, eval_strategy="steps", eval_steps=3)
+    run_train(reference, **options)
+    process = start_train(first, **options)
+    assert wait_for_step(process, first, 5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 0
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    result = finish([f"--output_dir={moved}", "--resume_from_checkpoint=latest"])
+    assert "Resumed from" in result.stdout + result.stderr
+    assert losses(moved) == losses(reference)
+    assert [r["step"] for r in eval_records(moved)] == [3, 6, 9, 12]
+
+
+def test_ctrl_c_saves_and_a_second_one_stops_at_once(tmp_path):
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    options = {"num_train_epochs": 20, "save_strategy": "steps", "save_steps": 1000}
+    process = start_train(once, **options)
+    assert wait_for_step(process, once, 3)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 0
+    assert "KeyboardInterrupt" not in process.stderr.read()
+    assert checkpoint_dirs(once), "the first Ctrl-C saves a checkpoint"
+    # A slow evaluation after every update, one sample at a time: the run is still finishing
+    # its last update when the second Ctrl-C comes.
+    slow_eval = {"eval_strategy": "steps", "eval_steps": 1, "per_device_eval_batch_size": 1}
+    slow_eval["max_eval_samples"] = 200
+    second = subprocess.Popen(
+        command(1) + arguments(twice, **options, **slow_eval),
+        cwd=PROJECT,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for_step(second, twice, 2)
+    second.send_signal(signal.SIGINT)
+    # Read up to the first Ctrl-C's answer (or the end, should the run exit first).
+    while (line := second.stdout.readline()) and "Stopping after this update" not in line:
+        pass
+    second.send_signal(signal.SIGINT)
+    assert second.wait(timeout=120) == 130
+    assert "Traceback" not in second.stderr.read()
+    assert not checkpoint_dirs(twice), "nothing half-saved counts as a checkpoint"
+
+
+def test_scores_reach_the_console_and_the_run_ends_with_a_summary(tmp_path):
+    out = tmp_path / "run"
+    result = run_train(out, max_steps=4, eval_strategy="steps", eval_steps=2)
+    assert "eval step 2: loss " in result.stdout and "eval step 4: loss " in result.stdout
+    assert "Done: 4 updates" in result.stdout
+    assert f"best eval_loss {min(r['eval_loss'] for r in eval_records(out)):.4g}" in result.stdout
+    assert f"{task.MODEL_CLASS.__name__}.from_pretrained('{out / 'final'}')" in result.stdout
+
+
+def test_the_console_stays_clean(tmp_path):
+    """No warning at every save, and `--help | head` is not an error."""
+    out = tmp_path / "run"
+    result = run_train(out, max_steps=2, save_strategy="steps", save_steps=1)
+    assert "Removed shared tensor" not in result.stdout + result.stderr
+    help_text = subprocess.Popen(
+        [sys.executable, "train.py", "--help"],
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(),
+    )
+    help_text.stdout.readline()
+    help_text.stdout.close()
+    assert help_text.wait(timeout=60) == 0
+    assert help_text.stderr.read() == b""
+
+
+def test_tensorboard_logs_go_under_logs(tmp_path):
+    pytest.importorskip("tensorboard", reason="report_to=tensorboard needs the tensorboard package")
+    out = tmp_path / "run"
+    run_train(out, max_steps=2, report_to="tensorboard", run_name="first-try")
+    assert list((out / "logs" / "first-try").glob("events.out.tfevents.*"))
+
+
+def test_a_run_started_from_another_directory_finds_the_project_files(tmp_path):
+    """The project's own defaults (the bundled model config, metric modules) count from the
+    project; the paths you type count from where you are."""
+    data = {name: value for name, value in BUNDLED.items() if name != "config_name"}
+    data.update(
+        train_file=PROJECT / TINY["train_file"], validation_file=PROJECT / TINY["validation_file"]
+    )
+    options = {**data, "output_dir": "here", "max_steps": 2, "warmup_steps": 0}
+    options.update(eval_steps=2, save_steps=2)
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "train.py"), "--config", str(PROJECT / "configs/debug.yaml")]
+        + [f"--{name}={value}" for name, value in options.items()],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "here" / "final").is_dir()
+
+
+@pytest.mark.slow
+def test_an_error_on_two_processes_is_one_sentence(tmp_path):
+    """Every process stops on the same check; only the first prints, and no process crashes."""
+    result = subprocess.run(
+        command(2) + arguments(tmp_path / "run", train_file="nowhere.jsonl"),
+        cwd=PROJECT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: Data file nowhere.jsonl (train_file) does not exist or cannot be read."
+    ]
+    # What follows is the launcher's own report that its processes exited with status 2.
+    assert "[rank" not in result.stderr and 'train.py", line' not in result.stderr
+    assert "exitcode: 2" in result.stderr or "exitcode  : 2" in result.stderr
+
+
+def test_max_steps_winning_over_epochs_is_said(capsys):
+    import cli
+
+    cfg = cli.parse_args(["--config", "configs/debug.yaml", "--num_train_epochs", "1"], Config)
+    assert cfg.max_steps > 0
+    assert f"max_steps={cfg.max_steps} wins over num_train_epochs" in capsys.readouterr().out
