@@ -15,7 +15,8 @@ from conftest import TEMPLATE, offline_env
 LOGS = TEMPLATE / "build" / "test-logs"
 
 
-# Under `pytest -n 2 --dist loadgroup` (scripts/test.sh) the two suites run side by side, one per core.
+# Under `pytest -n 2 --dist loadgroup` (scripts/test.sh) the two suites run side by side, one per
+# core (conftest.py puts every other test in one of these two groups).
 @pytest.mark.parametrize(
     "task",
     [

@@ -2,6 +2,7 @@
 handed to the task (task.prepare_datasets) to become model inputs.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -56,12 +57,8 @@ def load_raw_datasets(cfg, columns):
         files = {"train": ("train_file", cfg.train_file)}
         if cfg.validation_file:
             files["validation"] = ("validation_file", cfg.validation_file)
-        # One file at a time, so that an error names the file and the option it came from.
-        raw = datasets.DatasetDict()
         sources = {split: f"{option} {path}" for split, (option, path) in files.items()}
-        for split, (option, path) in files.items():
-            builder = builder_for(option, path)
-            raw[split] = load_or_explain(sources[split], builder, data_files={split: path})[split]
+        raw = load_files(files, sources)
     if len(raw["train"]) == 0:
         raise UsageError(f"The train split of {sources['train']} is empty.")
     if "validation" not in raw:
@@ -78,6 +75,21 @@ def load_raw_datasets(cfg, columns):
                 where = sources.get(split, sources["train"])
                 has = rows.column_names
                 raise UsageError(f"Column {column!r} ({option}) is not in {where}; it has {has}.")
+    return raw
+
+
+def load_files(files, sources):
+    """{split: (option, path)} as a DatasetDict: in one datasets call when the files share a
+    format (one builder to set up), else, or when that call fails, one file at a time, so that
+    an error names the file and the option it came from."""
+    builders = {split: builder_for(option, path) for split, (option, path) in files.items()}
+    if len(set(builders.values())) == 1:
+        paths = {split: path for split, (_, path) in files.items()}
+        with contextlib.suppress(Exception):
+            return datasets.load_dataset(builders["train"], data_files=paths)
+    raw = datasets.DatasetDict()
+    for split, (_, path) in files.items():
+        raw[split] = load_or_explain(sources[split], builders[split], data_files={split: path})[split]
     return raw
 
 

@@ -65,6 +65,19 @@ def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
     assert recorded["train_file"] == str(data) and recorded["validation_file"] is None
 
 
+def test_a_validation_file_without_your_columns_is_named(tmp_path):
+    """Your train file with its own column names, and a validation file without them: the
+    error names the file and the option, instead of a failed cast deep in datasets."""
+    data, column_options = own_copy_of_the_sample(tmp_path, ".jsonl")
+    options = {**OWN_DATA, **column_options, "train_file": data, "output_dir": tmp_path / "run"}
+    options["validation_file"] = PROJECT / TINY["validation_file"]
+    result = finish([f"--{name}={value}" for name, value in options.items()], check=False)
+    assert result.returncode == 2
+    option, column = next(iter(column_options.items()))
+    expected = f"error: Column {column!r} ({option}) is not in validation_file {options['validation_file']}"
+    assert result.stderr.startswith(expected), result.stderr
+
+
 def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     """A run copied elsewhere resumes with its own recorded options: nothing to retype, no
     absolute path of the old place, and the losses of an uninterrupted run."""
