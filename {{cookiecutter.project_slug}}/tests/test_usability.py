@@ -74,7 +74,8 @@ def test_a_validation_file_without_your_columns_is_named(tmp_path):
     result = finish([f"--{name}={value}" for name, value in options.items()], check=False)
     assert result.returncode == 2
     option, column = next(iter(column_options.items()))
-    expected = f"error: Column {column!r} ({option}) is not in validation_file {options['validation_file']}"
+    where = f"validation_file {options['validation_file']}"
+    expected = f"error: Column {column!r} ({option}) is not in {where}"
     assert result.stderr.startswith(expected), result.stderr
 
 
