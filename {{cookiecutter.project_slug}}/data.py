@@ -89,7 +89,8 @@ def load_files(files, sources):
             return datasets.load_dataset(builders["train"], data_files=paths)
     raw = datasets.DatasetDict()
     for split, (_, path) in files.items():
-        raw[split] = load_or_explain(sources[split], builders[split], data_files={split: path})[split]
+        loaded = load_or_explain(sources[split], builders[split], data_files={split: path})
+        raw[split] = loaded[split]
     return raw
 
 
