@@ -8,11 +8,7 @@ Later files win over earlier ones and the command line over files. When a run re
 Defaults that are paths (the bundled model and data, outputs/) count from the project directory;
 paths you type count from where you are.
 
-Why our own parser (about 150 lines): transformers' HfArgumentParser reads one YAML file or the
-command line, not files layered with overrides; argparse silently accepts abbreviations
-(`--learn` sets learning_rate) and answers errors with usage blocks; tyro and jsonargparse layer
-files but add a dependency and multi-line error reports. Layered YAML, `--k v`, typo hints,
-one-sentence errors and --help are small enough to own and read.
+Why a parser of our own and not a library: config.py's docstring.
 """
 
 import contextlib

@@ -6,6 +6,13 @@ One line per option: its type (a `Literal[...]` lists the choices), default, hel
 --help, type checks, choices and bounds derive from it (cli.py reads YAML files and the command
 line). task.py declares the task's options the same way. Names follow transformers'
 TrainingArguments where the concept is the same, so Trainer habits carry over.
+
+Why a parser of our own (cli.py, about 150 lines) and not a library: transformers'
+HfArgumentParser reads one YAML file or the command line, not files layered with overrides, and
+argparse under it silently accepts abbreviations (`--learn` sets learning_rate) and answers
+errors with usage blocks; tyro and jsonargparse layer files well but add a dependency, nested
+flag syntax and multi-line error reports. What users need here (layered YAML, `--k v`, typo
+hints, one-sentence errors, --help) is small enough to own and read.
 """
 
 import dataclasses
