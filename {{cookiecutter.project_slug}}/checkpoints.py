@@ -208,6 +208,8 @@ def save_checkpoint(accelerator, cfg, state):
     partial = root / f".tmp-{PREFIX}{state.global_step}"
     # A collective under FSDP/DeepSpeed: all processes call it.
     accelerator.save_state(partial)
+    # Each process writes its own RNG state; all of them must be in before the rename.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (partial / "config.yaml").write_text(to_yaml(cfg))
         # Written last: its presence marks the checkpoint complete.

@@ -189,6 +189,8 @@ def test_cpu_launch_config_runs_two_processes(tmp_path):
     assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").exists(), (
         "a second process took part"
     )
+    # The launch config sets everything: the launcher notes no default it had to pick.
+    assert "was set to a value" not in result.stdout + result.stderr
 
 
 def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
