@@ -27,7 +27,10 @@ import sys
 TASK = {{ cookiecutter.task | tojson }}
 INCLUDE_CI = {{ cookiecutter.include_ci_workflow | tojson }} == "yes"
 DATASET = {{ cookiecutter.dataset | tojson }}
-ANSWERS = {"text_column": {{ cookiecutter.text_column | tojson }}, "label_column": {{ cookiecutter.label_column | tojson }}}
+ANSWERS = {
+    "text_column": {{ cookiecutter.text_column | tojson }},
+    "label_column": {{ cookiecutter.label_column | tojson }},
+}
 DATA_EXTENSIONS = tuple({{ cookiecutter._data_files | tojson }})
 # Column names that usually hold the text, and the labels; the first one present is taken.
 TEXT_NAMES = ("text", "sentence", "content", "review", "document", "body", "comment", "tweet",
@@ -111,7 +114,8 @@ def fit_task_to_data():
             continue
         column = choose_column(ANSWERS[answer], columns, names, what)
         if column is not None:
-            source = declaration.sub(lambda match: match.group(1) + json.dumps(column), source)
+            source = declaration.sub(lambda match, name=column: match.group(1) + json.dumps(name), source)
+            print(f"The {what} column: {column!r} ({option})")
     with open("task.py", "w", encoding="utf-8") as stream:
         stream.write(source)
 

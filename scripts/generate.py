@@ -10,6 +10,8 @@ Any Python with cookiecutter>=2.7 installed runs it; `scripts/setup.sh` makes on
 """
 
 import argparse
+import difflib
+import json
 import logging
 import re
 import sys
@@ -24,7 +26,13 @@ NOT_A_CHOICE = re.compile(r"(.*) provided for choice variable (\w+), but the cho
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    questions = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    names = [name for name in questions if not name.startswith("_")]
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=f"answers: {', '.join(names)} (see the README's prompt table)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("answers", nargs="*", metavar="key=value", help="answers to the questions")
     parser.add_argument("--no-input", action="store_true", help="take the defaults, ask nothing")
     parser.add_argument("-o", "--output-dir", default=".", help="where the project folder goes")
@@ -34,6 +42,11 @@ def main(argv):
     answers = dict(answer.partition("=")[::2] for answer in args.answers)
     if not all("=" in answer for answer in args.answers):
         return say("Answers look like key=value, for example task=text-classification.")
+    for name in answers:
+        if name not in names and args.template == str(TEMPLATE):
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the questions are {', '.join(names)}."
+            return say(f"There is no question {name}; {hint}")
     # A failing hook has already printed its sentence; cookiecutter would log a traceback too.
     logging.getLogger("cookiecutter").addHandler(logging.NullHandler())
     logging.getLogger("cookiecutter").propagate = False

@@ -5,8 +5,8 @@
 Later files win over earlier ones and the command line over files. When a run resumes
 (--resume_from_checkpoint), the checkpoint's own config.yaml comes first, so `--output_dir X
 --resume_from_checkpoint latest` alone continues the run as it was; what you type still wins.
-Defaults that are paths (the bundled model and data, outputs/) count from the project directory;
-paths you type count from where you are.
+Paths in defaults and config files (the bundled model and data, outputs/) count from the project
+directory; paths you type on the command line count from where you are.
 
 Why a parser of our own and not a library: config.py's docstring.
 """
@@ -71,7 +71,10 @@ def parse_args(argv, config_class):
     files, overrides = read_command_line(argv)
     given = {}
     for path in files:
-        given.update(load_yaml(path))
+        # A config file counts from where you are, else from the project: configs/x.yaml works
+        # from anywhere.
+        in_project = not Path(path).exists() and (PROJECT / path).exists()
+        given.update(load_yaml(PROJECT / path if in_project else path))
     given.update(overrides)
     for name in given:
         check_known(name, kinds)
@@ -81,9 +84,10 @@ def parse_args(argv, config_class):
     }
     cfg = config_class(**values)
     for spec in dataclasses.fields(cfg):
-        default = getattr(cfg, spec.name)
-        if spec.metadata["path"] and spec.name not in values and default:
-            setattr(cfg, spec.name, str(PROJECT / default))
+        value = getattr(cfg, spec.name)
+        # Defaults and paths in config files count from the project; typed ones from here.
+        if spec.metadata["path"] and value and spec.name not in overrides.keys() | recorded.keys():
+            setattr(cfg, spec.name, from_project(value))
     # Your own data replaces the bundled sample entirely, its validation split included.
     if {"train_file", "dataset_name"} & given.keys() and "validation_file" not in values:
         cfg.validation_file = None
@@ -91,6 +95,16 @@ def parse_args(argv, config_class):
         print(f"Note: max_steps={cfg.max_steps} wins over num_train_epochs; -1 trains by epochs.")
     check(cfg)
     return fill_derived_defaults(cfg)
+
+
+def from_project(value):
+    """A path option's value with its relative paths made absolute from the project directory;
+    in a comma-separated list (metrics), only the items that name a path."""
+    items = [
+        os.path.normpath(PROJECT / item) if "/" in item or (PROJECT / item).exists() else item
+        for item in value.split(",")
+    ]
+    return ",".join(items)
 
 
 def recorded_options(given, config_class):

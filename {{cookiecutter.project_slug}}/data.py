@@ -45,6 +45,9 @@ def load_datasets(cfg, accelerator, tokenizer):
         if len(split) < accelerator.num_processes:
             count = f"{len(split)} sequences after tokenization"
             raise UsageError(f"The {name} split has {count}; too few to train.")
+    sizes = f"{len(train_set)} training, {len(eval_set)} validation sequences"
+    labels = f"; labels {', '.join(map(str, label_names))}" if label_names else ""
+    accelerator.print(f"Data: {sizes}{labels}.")
     return train_set, eval_set, label_names
 
 

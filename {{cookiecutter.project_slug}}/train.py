@@ -1,7 +1,7 @@
 """Train a model with an explicit Hugging Face Accelerate loop.
 
     python train.py --config configs/debug.yaml              # a check in seconds, on a laptop
-    accelerate launch train.py --config configs/default.yaml  # 1 CPU or GPU
+    python train.py --config configs/default.yaml            # the real run, 1 CPU or GPU
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml train.py  # N GPUs
 
 The loop only, in execution order; task.py holds what the task decides. Guaranteed (README,
@@ -123,7 +123,6 @@ def start_processes(cfg):
         project_config=ProjectConfiguration(cfg.output_dir, logging_dir=f"{cfg.output_dir}/logs"),
         dynamo_backend="inductor" if cfg.torch_compile else "no",
     )
-    # Without ACCELERATE_USE_CPU, a launch on a machine without GPUs starts lone copies.
     if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
         raise UsageError("Processes would train alone: without GPUs set ACCELERATE_USE_CPU=true.")
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
@@ -143,6 +142,8 @@ def count_updates(cfg, num_samples, accelerator):
     total = cfg.max_steps
     if total == -1:
         total = math.ceil(cfg.num_train_epochs * updates_per_epoch)
+    plan = f"{world} process(es) x batch {cfg.per_device_train_batch_size}"
+    accelerator.print(f"Training: {total} updates of {plan} x {cfg.gradient_accumulation_steps}.")
     warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * total)
     if warmup >= total:
         raise UsageError(f"Warmup ({warmup} updates) must be shorter than training ({total}).")
@@ -259,7 +260,6 @@ def train(cfg):
     checkpoints.start_run(cfg, accelerator, checkpoint, state.global_step)
 
     def log(record):
-        """One JSON object per line in metrics.jsonl, and to the tracker."""
         if accelerator.is_main_process:
             with Path(cfg.output_dir, "metrics.jsonl").open("a") as stream:
                 stream.write(json.dumps(record) + "\n")
@@ -353,7 +353,7 @@ def train(cfg):
             break
     progress.close()
 
-    minutes = (time.perf_counter() - started) / 60
+    took = time.strftime("%H:%M:%S", time.gmtime(time.perf_counter() - started))
     if stopped_by_signal:
         resume = f"python train.py --output_dir {cfg.output_dir} --resume_from_checkpoint latest"
         accelerator.print(f"Stopped with a checkpoint. Resume: {resume}")
@@ -364,7 +364,7 @@ def train(cfg):
             accelerator.print(f"Loaded the best model, {best}.")
         checkpoints.save_final_model(accelerator, model, tokenizer, cfg)
         final = Path(cfg.output_dir, "final")
-        accelerator.print(f"Done: {state.global_step} updates in {minutes:.1f} min; model: {final}")
+        accelerator.print(f"Done: {state.global_step} updates in {took}; model: {final}")
         if state.best_metric is not None:
             metric = f"{cfg.metric_for_best_model} {state.best_metric:.4g}"
             accelerator.print(f"  best {metric} at step {state.best_step}; last eval {last_eval}")
