@@ -13,5 +13,6 @@ tail -n +1 -F build/test-logs/causal-lm.log build/test-logs/text-classification.
     | grep --line-buffered -E "^==>|PASSED|FAILED|ERROR|SKIPPED" &
 progress=$!
 trap 'kill $progress 2>/dev/null || true' EXIT
-# Two workers on two cores: the two generated suites (the slow part) run side by side.
-HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"
+# Two workers: one runs the generated suites (two at a time, test_generated_suites.py), the other
+# the quick template tests.
+HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python -m pytest -n 2 tests "$@"

@@ -101,14 +101,3 @@ def bake(tmp_path_factory, run_cookiecutter):
         return baked[key]
 
     return bake_
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Two work units of about equal length for `pytest -n 2 --dist loadgroup` (scripts/test.sh):
-    each generated suite (the slow part) with part of the quick template tests, so that each of
-    the two workers runs one suite and neither takes both."""
-    for item in items:
-        if not any(item.iter_markers("xdist_group")):
-            group = "causal-lm" if item.path.name == "test_bake.py" else "text-classification"
-            item.add_marker(pytest.mark.xdist_group(group))
