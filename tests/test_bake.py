@@ -288,23 +288,16 @@ def test_your_data_file_decides_the_default_columns(bake):
     project = bake(task="text-classification", dataset="reviews.csv", data_columns=("Review", "stars", "id"))
     cfg = json.loads(generated_config(project))
     assert (cfg["text_column_name"], cfg["label_column_name"]) == ("Review", "stars")
-    first_run = subprocess.run(
-        [sys.executable, "train.py", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=offline_env(),
-        timeout=600,
-    )
+
+    def run(*command):
+        return subprocess.run(
+            [sys.executable, *command], cwd=project, capture_output=True, text=True, env=offline_env(), timeout=900
+        )
+
+    first_run = run("train.py", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no")
     assert first_run.returncode == 0, first_run.stderr[-3000:]
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py"]
-        + ["-k", "shipped_config or debug_preset"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=offline_env(),
-        timeout=900,
+    tests = run(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py", "-k", "shipped_config or debug_preset"
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
 

@@ -119,7 +119,6 @@ def start_processes(cfg):
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with=None if cfg.report_to == "none" else cfg.report_to,
-        # TensorBoard writes to output_dir/logs/<run_name>.
         project_config=ProjectConfiguration(cfg.output_dir, logging_dir=f"{cfg.output_dir}/logs"),
         dynamo_backend="inductor" if cfg.torch_compile else "no",
     )
@@ -272,9 +271,10 @@ def train(cfg):
     def request_stop(signum, frame):
         if signum == signal.SIGINT and signal.SIGINT in stop_signals:
             os._exit(130)
+        # Recorded before the message, so a Ctrl-C after the message is always a second one.
+        stop_signals.append(signum)
         if signum == signal.SIGINT and accelerator.is_main_process:
             print("\nStopping after this update (Ctrl-C again: at once).", flush=True)
-        stop_signals.append(signum)
 
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(signum, request_stop)
