@@ -56,17 +56,34 @@ def parse_args():
     )
     parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated tasks.")
     parser.add_argument("--batch", type=int, default=16, help="per_device_train_batch_size (default 16).")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS for every contender (default 1).")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS of the tiny rows (default 1; 0: PyTorch's default, one per core).",
+    )
     parser.add_argument("--compile-repeats", type=int, default=2, help="Repeats of the compile rows; 0: none.")
     parser.add_argument(
         "--compile-updates", type=int, default=None, help="Updates of compile runs (default: --updates)."
     )
-    parser.add_argument("--quick", action="store_true", help="1 repeat, 60 updates, no compile rows, stdout only.")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 repeat, 60 updates, no compile rows, one short real-size row, stdout only.",
+    )
     parser.add_argument(
         "--output", default=None, help="Markdown file to write (default bench/results-cpu.md; none with --quick)."
     )
     parser.add_argument("--keep", action="store_true", help="Keep the temporary directory (logs, outputs).")
+    parser.add_argument(
+        "--sizes", default="tiny,real", help="tiny (the rows above), real (bench/real_size.py) or both."
+    )
+    parser.add_argument("--real-repeats", type=int, default=3, help="Repeats of the encoder row (default 3).")
+    parser.add_argument("--decoder-repeats", type=int, default=1, help="Repeats of the decoder rows (default 1).")
     args = parser.parse_args()
+    args.sizes = {size.strip() for size in args.sizes.split(",")}
+    if not args.sizes or args.sizes - {"tiny", "real"}:
+        parser.error("--sizes takes tiny, real or tiny,real")
     if args.quick:
         args.repeats, args.updates, args.compile_repeats = 1, 60, 0
     args.updates = {task: args.updates or DEFAULT_UPDATES[task] for task in TASKS}
@@ -97,8 +114,8 @@ def data_stats(task, project, root, batch):
     code = (
         "import json, sys, common\n"
         f"args = common.parse_args(['--task', '{task}', '--output_dir', 'unused'])\n"
-        "tok = common.load_tokenizer(args.task)\n"
-        "train, _ = common.prepare_data(args, tok)\n"
+        "tok = common.load_tokenizer(args)\n"
+        "train, _, _ = common.prepare_data(args, tok)\n"
         "print(json.dumps({'sequences': len(train), 'tokens': sum(len(r) for r in train['input_ids'])}))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(BENCH), HF_DATASETS_CACHE=str(root / "stats-cache"))
@@ -111,13 +128,16 @@ def data_stats(task, project, root, batch):
     return stats
 
 
-def command(contender, task, project, out_dir, args, updates, extra=None):
+def command(contender, task, project, out_dir, args, updates, extra=None, row=None):
+    """The probed command line of one contender. `row`: a real-size row (REAL_ROWS), whose
+    options replace the tiny defaults for every contender."""
     common = {
         "max_steps": updates, "per_device_train_batch_size": args.batch, "learning_rate": 2e-3,
         "warmup_steps": args.warmup_updates, "weight_decay": 0.01, "max_grad_norm": 1.0,
         "logging_steps": 50, "seed": 42, "output_dir": out_dir,
     }  # fmt: skip
     common["block_size" if task == "causal-lm" else "max_seq_length"] = 128
+    common.update(row["options"] if row else {})
     if contender.startswith("train.py"):
         script = project / "train.py"
         options = {
@@ -126,38 +146,46 @@ def command(contender, task, project, out_dir, args, updates, extra=None):
             "torch_compile": "true" if "compile" in contender else "false",
         }  # fmt: skip
         if task == "causal-lm":
-            options["packing"] = "true"
+            options.setdefault("packing", "true")
+        if row:  # one evaluation, after the last update
+            options.update(eval_strategy="steps", eval_steps=updates)
         options.update(extra or {})
     else:
         script = BENCH / ("floor_loop.py" if contender == "floor" else "trainer_run.py")
-        options = {**common, "task": task}
+        options = {**common, "task": task, **({"do_eval": "true"} if row else {})}
     argv = [x for key, value in options.items() for x in (f"--{key}", str(value))]
     return [sys.executable, str(BENCH / "probe.py"), str(Path(out_dir) / "probe.json"), str(script), *argv]
 
 
-def environment(run_dir, data_cache, args):
-    return dict(
+def environment(run_dir, data_cache, args, threads="tiny"):
+    """`threads`: OMP_NUM_THREADS, or None for PyTorch's default (one per core)."""
+    threads = (args.threads or None) if threads == "tiny" else threads
+    env = dict(
         os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-        HF_DATASETS_CACHE=str(data_cache), OMP_NUM_THREADS=str(args.threads),
+        HF_DATASETS_CACHE=str(data_cache), OMP_NUM_THREADS=str(threads),
         TORCHINDUCTOR_CACHE_DIR=str(run_dir / "inductor-cache"), TOKENIZERS_PARALLELISM="false",
         PYTHONDONTWRITEBYTECODE="1",
     )  # fmt: skip
+    if threads is None:
+        del env["OMP_NUM_THREADS"]
+    return env
 
 
-def lockstep(task, project, run_dir, args, pair):
+def lockstep(task, project, run_dir, args, pair, row=None):
     """Run the two contenders at once, taking turns of LOCKSTEP_TURN[task] updates (probe.py's
     lockstep mode; pair[0] goes first). Returns, for each full turn of pair[0] after warm-up, its
     time per update and the mean of the other's turns just before and after it."""
-    updates, turn = args.updates[task], LOCKSTEP_TURN[task]
+    updates, turn = (row["updates"], row["turn"]) if row else (args.updates[task], LOCKSTEP_TURN[task])
+    warmup = row["warmup"] if row else args.warmup_updates
     first_to_second, second_to_first = os.pipe(), os.pipe()
     ends = ((second_to_first[0], first_to_second[1], "first"), (first_to_second[0], second_to_first[1], "second"))
     procs = []
     for index, (contender, (read_fd, write_fd, role)) in enumerate(zip(pair, ends)):
         side = run_dir / str(index)
         side.mkdir(parents=True)
-        env = environment(side, side / "data-cache", args)
+        env = environment(side, side / "data-cache", args, *([row["threads"]] if row else []))
         env["BENCH_LOCKSTEP"] = f"{read_fd},{write_fd},{turn},{updates},{role}"
-        cmd = command(contender, task, project, str(side / "output"), args, updates)
+        cmd = command(contender, task, project, str(side / "output"), args, updates, row=row)
         with open(side / "log.txt", "w") as log:  # the child keeps its own copy
             procs.append((subprocess.Popen(cmd, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
                                            pass_fds=(read_fd, write_fd)), side))  # fmt: skip
@@ -172,7 +200,7 @@ def lockstep(task, project, run_dir, args, pair):
         times = probe["update_times"]
         turns.append([
             (start, (times[done + turn - 1] - start) / turn)
-            for start, done in probe["turn_starts"] if done >= args.warmup_updates and done + turn <= len(times)
+            for start, done in probe["turn_starts"] if done >= warmup and done + turn <= len(times)
         ])  # fmt: skip
     pairs = []
     for start, per_update in turns[0]:
@@ -183,12 +211,12 @@ def lockstep(task, project, run_dir, args, pair):
     return pairs
 
 
-def run_one(contender, task, project, run_dir, data_cache, args, updates, output_dir=None, extra=None):
+def run_one(contender, task, project, run_dir, data_cache, args, updates, output_dir=None, extra=None, row=None):
     """One fresh process; returns its measurements (wall and memory measured from here)."""
     run_dir.mkdir(parents=True)
     output_dir = output_dir or run_dir / "output"
-    env = environment(run_dir, data_cache, args)
-    cmd = command(contender, task, project, str(output_dir), args, updates, extra)
+    env = environment(run_dir, data_cache, args, *([row["threads"]] if row else []))
+    cmd = command(contender, task, project, str(output_dir), args, updates, extra, row)
     cmd[2] = str(run_dir / "probe.json")
     log = open(run_dir / "log.txt", "w")
     load_before = os.getloadavg()[0]
@@ -227,7 +255,7 @@ def run_one(contender, task, project, run_dir, data_cache, args, updates, output
         return result
     probe = json.loads(probe_file.read_text())
     times = probe["update_times"]
-    w = args.warmup_updates
+    w = row["warmup"] if row else args.warmup_updates
     result.update(
         updates=len(times),
         interpreter_start=probe["t_start"] - spawn,
@@ -236,6 +264,10 @@ def run_one(contender, task, project, run_dir, data_cache, args, updates, output
         after_last_update=spawn + wall - times[-1] if times else math.nan,
         prep=probe["prep_seconds"],
     )
+    saves = probe["save_calls"]
+    evals = [t for t in probe["eval_calls"] if times and saves and times[-1] < t < saves[0]]
+    if evals:  # an evaluation after the last update: from model.eval() to the final save
+        result["eval_seconds"] = saves[0] - evals[0]
     cpu_times = probe["update_cpu_times"]
     if len(cpu_times) > w + 1:
         result["cpu_ms_per_update"] = 1000 * (cpu_times[-1] - cpu_times[w]) / (len(cpu_times) - 1 - w)
@@ -495,13 +527,8 @@ def machine():
     )
 
 
-def main():
-    args = parse_args()
-    started = datetime.datetime.now().astimezone()
-    root = Path(tempfile.mkdtemp(prefix="bench-"))
-    print(f"Working in {root}", file=sys.stderr)
-    projects = {task: bake(task, root) for task in args.tasks}
-    stats = {task: data_stats(task, projects[task], root, args.batch) for task in args.tasks}
+def tiny_rows(args, root, projects):
+    """The tiny rows: every contender, repeats, lockstep turns, the cache at scale."""
     results, counter = [], 0
     rounds = max(args.repeats, args.compile_repeats)
     for repeat in range(rounds):
@@ -546,32 +573,73 @@ def main():
                 print(f"  lockstep {task:19} {' then '.join(order)}: {len(pairs)} turns, train.py/{pair[1]} "
                       f"{summed_ratio(pairs):.3f}", file=sys.stderr)  # fmt: skip
         counter = cache_at_scale(task, projects[task], root, args, results, counter)
+    return results, lock, counter
+
+
+def main():
+    args = parse_args()
+    started = datetime.datetime.now().astimezone()
+    root = Path(tempfile.mkdtemp(prefix="bench-"))
+    print(f"Working in {root}", file=sys.stderr)
+    tasks = TASKS if "real" in args.sizes else args.tasks
+    projects = {task: bake(task, root) for task in tasks}
+    results, lock, counter = tiny_rows(args, root, projects) if "tiny" in args.sizes else ([], {}, 0)
+    real_results, real_lock = [], {}
+    if "real" in args.sizes:
+        import real_size
+
+        real_results, real_lock, counter = real_size.run(args, root, projects, counter)
     finished = datetime.datetime.now().astimezone()
-    table, goals = summarize(results, stats, args, lock)
     argv = " ".join(sys.argv[1:])
+    everything = results + real_results
     report = [
         "# Benchmark: generated train.py vs a hand-written floor loop vs the transformers Trainer (CPU)",
         "",
         f"- Command: `.venv/bin/python bench/benchmark.py{' ' + argv if argv else ''}`",
         f"- Date: {started:%Y-%m-%d %H:%M %Z} ({(finished - started).total_seconds() / 60:.1f} min)",
         f"- Machine: {machine()}",
-        f"- Work per run: {per_task(args.updates)} updates (compile rows: {per_task(args.compile_updates)}), "
+        f"- Tiny rows, work per run: {per_task(args.updates)} updates (compile rows: {per_task(args.compile_updates)}), "
         f"batch {args.batch}, "
         f"grad accumulation 1, AdamW lr 2e-3 weight decay 0.01, linear schedule with {args.warmup_updates} "
         f"warmup updates, max_grad_norm 1.0, logging every 50 updates, eval and checkpoints off, final model "
-        f"saved; fp32; OMP_NUM_THREADS={args.threads}. Steady state: from update {args.warmup_updates} to the last. "
+        f"saved; fp32; OMP_NUM_THREADS={args.threads or 'unset (default threads)'}. Steady state: from update {args.warmup_updates} to the last. "
         f"Repeats: {args.repeats} (compile rows: {args.compile_repeats}), order rotated each repeat.",
-        f"- Load average 1 min before runs: min {min(r['load_before'] for r in results):.1f}, "
-        f"median {median([r['load_before'] for r in results]):.1f}, max {max(r['load_before'] for r in results):.1f} "
+        f"- Load average 1 min before runs: min {min(r['load_before'] for r in everything):.1f}, "
+        f"median {median([r['load_before'] for r in everything]):.1f}, max {max(r['load_before'] for r in everything):.1f} "
         "(the machine is shared; see bench/README.md).",
         "",
-        "## Goals (train.py against the floor, measured side by side)",
-        "",
-        *goals,
-        "",
-        "## Results",
-        "",
-        *table,
+    ]
+    if results:
+        stats = {task: data_stats(task, projects[task], root, args.batch) for task in args.tasks}
+        table, goals = summarize(results, stats, args, lock)
+        report += [
+            "## Goals (train.py against the floor, measured side by side)",
+            "",
+            *goals,
+            "",
+            "## Results",
+            "",
+            *table,
+        ]
+    if real_results:
+        import real_size
+
+        real_goals, real_table = real_size.summarize(real_results, real_lock, args)
+        report += [
+            "## Real-size rows",
+            "",
+            real_size.__doc__.split("\n\n", 1)[1].strip(),
+            "",
+            *real_goals,
+            "",
+            "Medians over repeats; ×floor and ×Trainer: median of the per-repeat ratios of train.py's value "
+            "to the other's in the same repeat; update s = steady seconds per update; eval s = the "
+            "evaluation after the last update.",
+            "",
+            *real_table,
+            "",
+        ]
+    report += [
         "## All runs",
         "",
         "| repeat | task | contender | rc | wall s | CPU s | first update s | steady upd/s | CPU ms/upd | data prep s | peak RSS MB | load before |",
@@ -581,13 +649,18 @@ def main():
             f"| {fmt(r.get('steady_ups'), 1)} | {fmt(r.get('cpu_ms_per_update'), 1)} | {fmt(r.get('prep'), 3)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(r['load_before'], 1)} |"
             for r in results
         ],
+        *[
+            f"| {r['repeat']} | {r['row']} | {r['contender']} | {r['rc']} | {fmt(r['wall'])} | {fmt(r['cpu'], 1)} | {fmt(r.get('t_first_update'))} "
+            f"| {fmt(r.get('steady_ups'), 3)} | {fmt(r.get('cpu_ms_per_update'), 1)} | {fmt(r.get('prep'), 3)} | {fmt(r['peak_rss_mb'], 0)} | {fmt(r['load_before'], 1)} |"
+            for r in real_results
+        ],
         "",
     ]
     text = "\n".join(report)
     print(text)
     if args.output:
         Path(args.output).write_text(text)
-        (Path(args.output).with_suffix(".json")).write_text(json.dumps(results, indent=1))
+        (Path(args.output).with_suffix(".json")).write_text(json.dumps(everything, indent=1))
         print(f"Wrote {args.output}", file=sys.stderr)
     if args.keep:
         print(f"Kept {root}", file=sys.stderr)

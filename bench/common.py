@@ -1,6 +1,8 @@
 """What the floor loop and the Trainer script share with the generated train.py: the same
-bundled data, the same tokenization, the same collation and the same tiny model, built the way
-the generated project builds them (see {{cookiecutter.project_slug}}/tasks/<task>/task.py).
+data, the same tokenization, the same collation and the same model, built the way the generated
+project builds them (see {{cookiecutter.project_slug}}/tasks/<task>/task.py): by default the
+bundled sample and a fresh tiny model; with --model_name_or_path, pretrained weights from a
+directory (bench/real_models.py), with --train_file/--validation_file other data.
 
 Run from the generated project's directory (its assets/ paths are relative, as in train.py).
 """
@@ -30,15 +32,23 @@ def parse_args(argv=None):
     parser.add_argument("--block_size", type=int, default=128)
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--torch_compile", default="false", choices=["true", "false"])
+    parser.add_argument("--model_name_or_path", default=None, help="Pretrained directory; default: fresh tiny.")
+    parser.add_argument("--train_file", default=None)
+    parser.add_argument("--validation_file", default=None)
+    parser.add_argument("--packing", default="true", choices=["true", "false"], help="causal-lm only.")
+    parser.add_argument("--per_device_eval_batch_size", type=int, default=16)
+    parser.add_argument("--do_eval", default="false", choices=["true", "false"], help="Evaluate after training.")
     args = parser.parse_args(argv)
-    args.torch_compile = args.torch_compile == "true"
+    for flag in ("torch_compile", "packing", "do_eval"):
+        setattr(args, flag, getattr(args, flag) == "true")
+    args.model_dir = args.model_name_or_path or f"assets/{args.task}/tiny-model"
     return args
 
 
-def load_tokenizer(task):
+def load_tokenizer(args):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(f"assets/{task}/tiny-model")
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -47,13 +57,17 @@ def load_tokenizer(task):
 def prepare_data(args, tokenizer):
     """train and validation splits, tokenized exactly as task.py does (cached by datasets)."""
     files = {split: f"assets/{args.task}/data/{split}.jsonl" for split in ("train", "validation")}
+    files["train"] = args.train_file or files["train"]
+    files["validation"] = args.validation_file or files["validation"]
     raw = datasets.load_dataset("json", data_files=files)
     label_names = None
     if args.task == "causal-lm":
-        block = args.block_size
+        block, packing = args.block_size, args.packing
 
         def tokenize(rows):  # pack: texts + EOS, concatenated, cut into full blocks
             texts = [t for t in rows["text"] if t and t.strip()]
+            if not packing:  # one text per sequence, truncated
+                return {"input_ids": tokenizer(texts, truncation=True, max_length=block)["input_ids"]}
             ids = tokenizer(texts)["input_ids"]
             stream = list(itertools.chain.from_iterable(row + [tokenizer.eos_token_id] for row in ids))
             usable = len(stream) // block * block
@@ -67,7 +81,7 @@ def prepare_data(args, tokenizer):
             return {"input_ids": encoded["input_ids"], "labels": [label_ids[name] for name in rows["label"]]}
 
     tokenized = raw.map(tokenize, batched=True, remove_columns=raw["train"].column_names)
-    return tokenized["train"], label_names
+    return tokenized["train"], tokenized["validation"], label_names
 
 
 def make_collate(task, tokenizer):
@@ -83,17 +97,20 @@ def make_collate(task, tokenizer):
 
 
 def build_model(args, tokenizer, label_names):
-    """A fresh model from the project's tiny config; call after seeding."""
+    """The model, pretrained or fresh from the project's tiny config; call after seeding."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(f"assets/{args.task}/tiny-model")
-    if args.task == "causal-lm":
-        return AutoModelForCausalLM.from_config(config)
-    config.num_labels = len(label_names)
-    config.id2label = {i: str(name) for i, name in enumerate(label_names)}
-    config.label2id = {str(name): i for i, name in enumerate(label_names)}
+    config = AutoConfig.from_pretrained(args.model_dir)
     config.pad_token_id = tokenizer.pad_token_id
-    return AutoModelForSequenceClassification.from_config(config)
+    model_class = AutoModelForCausalLM
+    if args.task == "text-classification":
+        model_class = AutoModelForSequenceClassification
+        config.num_labels = len(label_names)
+        config.id2label = {i: str(name) for i, name in enumerate(label_names)}
+        config.label2id = {str(name): i for i, name in enumerate(label_names)}
+    if args.model_name_or_path:
+        return model_class.from_pretrained(args.model_name_or_path, config=config)
+    return model_class.from_config(config)
 
 
 def param_groups(model, weight_decay):
@@ -103,3 +120,15 @@ def param_groups(model, weight_decay):
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
+
+
+def scores(task, loss_sum, target_count, predictions, references):
+    """Eval loss (mean over targets) and, for classification, accuracy and macro F1, computed
+    like the generated project's metrics module."""
+    result = {"eval_loss": loss_sum / target_count}
+    if task == "text-classification":
+        pairs = list(zip(predictions, references))
+        labels = sorted(set(predictions) | set(references))
+        f1 = [2 * sum(p == r == c for p, r in pairs) / (predictions.count(c) + references.count(c)) for c in labels]
+        result.update(eval_accuracy=sum(p == r for p, r in pairs) / len(pairs), eval_f1=sum(f1) / len(f1))
+    return result

@@ -2,7 +2,9 @@
 
 forward, backward, clip, step, schedule; the same data, tokenization, model, batch, AdamW and
 linear warmup/decay schedule as the generated train.py; a loss read back every logging_steps
-updates; the final model saved like train.py saves it. No Accelerate, no Trainer.
+updates; with --do_eval true an evaluation after the last update (loss, and accuracy/F1 for
+classification); the final model saved like train.py saves it. No Accelerate, no Trainer.
+AdamW is the fastest implementation PyTorch has for the device: fused.
 
     cd <generated project> && python <repo>/bench/floor_loop.py --task causal-lm --output_dir X
 """
@@ -20,21 +22,21 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 args = common.parse_args()
 torch.manual_seed(args.seed)
-tokenizer = common.load_tokenizer(args.task)
-train_set, label_names = common.prepare_data(args, tokenizer)
+tokenizer = common.load_tokenizer(args)
+train_set, eval_set, label_names = common.prepare_data(args, tokenizer)
 model = common.build_model(args, tokenizer, label_names)
 if args.torch_compile:
     model = torch.compile(model)
-optimizer = torch.optim.AdamW(common.param_groups(model, args.weight_decay), lr=args.learning_rate)
+optimizer = torch.optim.AdamW(common.param_groups(model, args.weight_decay), lr=args.learning_rate, fused=True)
 total, warmup = args.max_steps, args.warmup_steps
 schedule = torch.optim.lr_scheduler.LambdaLR(
     optimizer, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
 )
 generator = torch.Generator().manual_seed(args.seed)
+collate = common.make_collate(args.task, tokenizer)
 loader = DataLoader(
-    train_set, batch_size=args.per_device_train_batch_size, shuffle=True, generator=generator,
-    collate_fn=common.make_collate(args.task, tokenizer),
-)  # fmt: skip
+    train_set, batch_size=args.per_device_train_batch_size, shuffle=True, generator=generator, collate_fn=collate
+)
 os.makedirs(args.output_dir, exist_ok=True)
 log = open(os.path.join(args.output_dir, "metrics.jsonl"), "w")
 model.train()
@@ -57,6 +59,22 @@ while step < total:
             loss_sum.zero_()
         if step == total:
             break
+if args.do_eval:
+    model.eval()
+    loss_sum, targets, predictions, references = 0.0, 0, [], []
+    with torch.no_grad():
+        for batch in DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate):
+            labels = batch.pop("labels")
+            logits = model(**batch).logits
+            if args.task == "causal-lm":  # position t predicts token t + 1
+                labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+                logits = logits.flatten(0, 1)
+            else:
+                predictions += logits.argmax(-1).tolist()
+                references += labels.tolist()
+            loss_sum += torch.nn.functional.cross_entropy(logits.float(), labels.flatten(), reduction="sum").item()
+            targets += int((labels != -100).sum())
+    log.write(json.dumps({"step": step, **common.scores(args.task, loss_sum, targets, predictions, references)}) + "\n")
 log.close()
 final = os.path.join(args.output_dir, "final")
 getattr(model, "_orig_mod", model).save_pretrained(final)

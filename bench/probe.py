@@ -9,7 +9,9 @@ script), so the instrumentation is identical for all of them and none of them is
   appends time.time() and time.process_time() after every optimizer.step(); the Trainer's and Accelerate's optimizer
   wrappers call the torch optimizer's step(), so the hook sees every update of every contender;
 * datasets.load_dataset and Dataset.map are wrapped to add up the seconds spent in them (data
-  preparation: reading the files and tokenizing), outermost calls only.
+  preparation: reading the files and tokenizing), outermost calls only;
+* the eval() of torch and transformers modules and PreTrainedModel.save_pretrained record when they are
+  called: an evaluation after the last update lasts from the model's eval() to the final save.
 
 The script runs in this process through runpy as __main__, after sys.argv and sys.path are set
 as if it had been started directly. At exit the probe writes RESULT.json.
@@ -47,6 +49,8 @@ def write_result():
             "prep_first_start": prep["first_start"],
             "prep_last_end": prep["last_end"],
             "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "eval_calls": eval_calls,
+            "save_calls": save_calls,
         },
         open(result_path, "w"),
     )
@@ -115,6 +119,24 @@ def timed(function):
 
 datasets.load_dataset = timed(datasets.load_dataset)
 datasets.Dataset.map = timed(datasets.Dataset.map)
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+eval_calls, save_calls = [], []
+
+
+def stamped(function, stamps):
+    def wrapper(*args, **kwargs):
+        stamps.append(time.time())
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+torch.nn.Module.eval = stamped(torch.nn.Module.eval, eval_calls)
+transformers.PreTrainedModel.eval = stamped(transformers.PreTrainedModel.eval, eval_calls)  # its own eval()
+transformers.PreTrainedModel.save_pretrained = stamped(transformers.PreTrainedModel.save_pretrained, save_calls)
 
 sys.argv = [script, *script_args]
 sys.path.insert(0, os.path.dirname(os.path.abspath(script)))

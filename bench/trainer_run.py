@@ -1,8 +1,9 @@
 """The transformers Trainer doing the same work as the generated train.py.
 
-Same data, tokenization, collation, model, batch, AdamW (the non-fused torch one, as train.py
-uses on CPU), linear warmup/decay, clipping, logging interval; no eval, no checkpoints; the final
-model saved like train.py saves it.
+Same data, tokenization, collation, model, batch, linear warmup/decay, clipping, logging
+interval; the Trainer's default AdamW (fused, "adamw_torch_fused"); no checkpoints; with
+--do_eval true Trainer.evaluate() after training (with accuracy/F1 for classification); the
+final model saved like train.py saves it.
 
     cd <generated project> && python <repo>/bench/trainer_run.py --task causal-lm --output_dir X
 """
@@ -16,8 +17,8 @@ from transformers import Trainer, TrainingArguments, set_seed  # noqa: E402
 
 args = common.parse_args()
 set_seed(args.seed)
-tokenizer = common.load_tokenizer(args.task)
-train_set, label_names = common.prepare_data(args, tokenizer)
+tokenizer = common.load_tokenizer(args)
+train_set, eval_set, label_names = common.prepare_data(args, tokenizer)
 model = common.build_model(args, tokenizer, label_names)
 training_args = TrainingArguments(
     output_dir=args.output_dir,
@@ -29,7 +30,7 @@ training_args = TrainingArguments(
     warmup_steps=args.warmup_steps,
     lr_scheduler_type="linear",
     max_grad_norm=args.max_grad_norm,
-    optim="adamw_torch",
+    per_device_eval_batch_size=args.per_device_eval_batch_size,
     logging_steps=args.logging_steps,
     report_to="none",
     save_strategy="no",
@@ -39,9 +40,19 @@ training_args = TrainingArguments(
     seed=args.seed,
     torch_compile=args.torch_compile,
 )
+
+
+def compute_metrics(prediction):
+    predictions, references = prediction.predictions.argmax(-1).tolist(), prediction.label_ids.tolist()
+    return {key[5:]: value for key, value in common.scores(args.task, 0, 1, predictions, references).items()}
+
+
 trainer = Trainer(
-    model=model, args=training_args, train_dataset=train_set, data_collator=common.make_collate(args.task, tokenizer)
-)
+    model=model, args=training_args, train_dataset=train_set, data_collator=common.make_collate(args.task, tokenizer),
+    compute_metrics=compute_metrics if args.task == "text-classification" else None,
+)  # fmt: skip
 trainer.train()
+if args.do_eval:
+    print(trainer.evaluate(eval_set))
 trainer.save_model(os.path.join(args.output_dir, "final"))
 tokenizer.save_pretrained(os.path.join(args.output_dir, "final"))

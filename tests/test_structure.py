@@ -27,7 +27,7 @@ CONTRACT = (
     "save_model",
 )
 # The generated files a user reads, and the most lines each may have.
-BUDGETS = {"train.py": 380, "config.py": 300, "task.py": 220}
+BUDGETS = {"train.py": 400, "config.py": 300, "task.py": 220}
 
 
 def defined_names(path):

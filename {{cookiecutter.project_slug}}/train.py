@@ -8,6 +8,7 @@ The loop only, in execution order; task.py holds what the task decides. Guarante
 tests/): accumulation and process count do not change the numbers, a killed run resumes exactly.
 """
 
+import ctypes
 import functools
 import gc
 import itertools
@@ -15,6 +16,7 @@ import json
 import logging
 import math
 import os
+import platform
 import signal
 import sys
 import time
@@ -115,6 +117,17 @@ class Totals:
         return record
 
 
+def keep_freed_cpu_memory():
+    """glibc gives each large tensor fresh pages, which the kernel zeroes on first touch, and
+    hands them back when it is freed: CPU updates then spend much of their time in page faults.
+    Taking every block from the heap and keeping freed memory makes a MiniLM-size update ~3%
+    faster at the same peak memory (bench/README.md). Linux with glibc only."""
+    if platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets a mapping of its own
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep up to 2 GiB of freed memory
+
+
 def start_processes(cfg):
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
@@ -124,6 +137,8 @@ def start_processes(cfg):
     )
     if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
         raise UsageError("Processes would train alone: without GPUs set ACCELERATE_USE_CPU=true.")
+    if accelerator.device.type == "cpu":
+        keep_freed_cpu_memory()
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
         raise UsageError("DeepSpeed steps at every backward: set gradient_accumulation_steps=1.")
     return accelerator
@@ -246,7 +261,7 @@ def train(cfg):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # FLOPs of a forward and backward pass, for the mfu log.
     flops_per_token = 6 * sum(p.numel() for p in model.parameters())
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model, device)
     model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
     # Listed once, so the update does not walk the modules to find them.
     clipped = list(model.parameters())
