@@ -262,12 +262,13 @@ def test_evaluation_goes_longest_first_and_keeps_every_sample(monkeypatch):
 
 
 def test_freed_cpu_memory_is_kept_for_the_next_update():
-    """A second tensor of the same size takes no new pages from the kernel (page faults are
-    what the setting saves; without it, each of the 64 MiB tensors below faults ~16k pages)."""
+    """Later tensors of the same size reuse freed pages instead of new ones from the kernel
+    (page faults are what the setting saves; without it, each of the 64 MiB tensors below faults
+    ~16k pages). Not every later one: a small allocation can land in the freed block first."""
     code = (
         "import resource, torch, train\n"
         "train.keep_freed_cpu_memory()\n"
-        "for _ in range(3):\n"
+        "for _ in range(6):\n"
         "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    torch.ones(16 * 2**20)\n"
         "    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
@@ -276,4 +277,4 @@ def test_freed_cpu_memory_is_kept_for_the_next_update():
         [sys.executable, "-c", code], cwd=PROJECT, env=environment(), capture_output=True, text=True
     )
     faults = [int(line) for line in done.stdout.split()]
-    assert faults[0] > 10_000 and faults[-1] < 1_000, faults
+    assert faults[0] > 10_000 and min(faults[1:]) < 1_000, faults
