@@ -79,7 +79,10 @@ def parse_args():
         "--sizes", default="tiny,real", help="tiny (the rows above), real (bench/real_size.py) or both."
     )
     parser.add_argument("--real-repeats", type=int, default=3, help="Repeats of the encoder row (default 3).")
-    parser.add_argument("--decoder-repeats", type=int, default=1, help="Repeats of the decoder rows (default 1).")
+    parser.add_argument("--decoder-repeats", type=int, default=2, help="Repeats of the decoder rows (default 2).")
+    parser.add_argument(
+        "--real-rows", default=None, help='Comma-separated real-size rows to run, e.g. "decoder padded"; default: all.'
+    )
     args = parser.parse_args()
     args.sizes = {size.strip() for size in args.sizes.split(",")}
     if not args.sizes or args.sizes - {"tiny", "real"}:

@@ -96,6 +96,24 @@ def make_collate(task, tokenizer):
     return collate
 
 
+class TrainOrder(torch.utils.data.Sampler):
+    """The sample order train.py draws (epoch_micro_batches, one process): a permutation seeded
+    with seed + epoch, one per pass. The floor and the Trainer use it so all three train on the same
+    batches: with unpacked variable-length texts, another order means other padded lengths and
+    another amount of work per update."""
+
+    def __init__(self, num_samples, seed):
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def __len__(self):
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+
 def build_model(args, tokenizer, label_names):
     """The model, pretrained or fresh from the project's tiny config; call after seeding."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification

@@ -32,11 +32,9 @@ total, warmup = args.max_steps, args.warmup_steps
 schedule = torch.optim.lr_scheduler.LambdaLR(
     optimizer, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
 )
-generator = torch.Generator().manual_seed(args.seed)
 collate = common.make_collate(args.task, tokenizer)
-loader = DataLoader(
-    train_set, batch_size=args.per_device_train_batch_size, shuffle=True, generator=generator, collate_fn=collate
-)
+order = common.TrainOrder(len(train_set), args.seed)
+loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, sampler=order, collate_fn=collate)
 os.makedirs(args.output_dir, exist_ok=True)
 log = open(os.path.join(args.output_dir, "metrics.jsonl"), "w")
 model.train()

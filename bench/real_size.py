@@ -42,13 +42,17 @@ def rows(args):
     """(name, row) pairs of a full run, or of --quick (one short encoder row)."""
     if args.quick:
         return [("encoder, quick", {**ENCODER, "updates": 30, "warmup": 5, "threads": None, "repeats": 1})]
-    return [
+    chosen = [
         ("encoder", {**ENCODER, "threads": None, "repeats": args.real_repeats, "lockstep": True}),
         ("encoder, 1 thread", {**ENCODER, "threads": 1, "repeats": 2}),
         ("encoder, loaded", {**ENCODER, "threads": None, "repeats": 2, "load": True, "only": ("train.py", "Trainer")}),
         ("decoder packed", {**DECODER, "threads": None, "repeats": args.decoder_repeats, "packing": "true"}),
         ("decoder padded", {**DECODER, "threads": None, "repeats": args.decoder_repeats, "packing": "false"}),
     ]  # fmt: skip
+    wanted = {name.strip() for name in (args.real_rows or "").split(",") if name.strip()}
+    if wanted - {name for name, _ in chosen}:
+        sys.exit(f"--real-rows takes names from: {', '.join(name for name, _ in chosen)}.")
+    return [(name, row) for name, row in chosen if not wanted or name in wanted]
 
 
 def busy_core():

@@ -1,7 +1,7 @@
 """The transformers Trainer doing the same work as the generated train.py.
 
 Same data, tokenization, collation, model, batch, linear warmup/decay, clipping, logging
-interval; the Trainer's default AdamW (fused, "adamw_torch_fused"); no checkpoints; with
+interval, the same order of samples (common.TrainOrder); the Trainer's default AdamW (fused, "adamw_torch_fused"); no checkpoints; with
 --do_eval true Trainer.evaluate() after training (with accuracy/F1 for classification); the
 final model saved like train.py saves it.
 
@@ -47,7 +47,12 @@ def compute_metrics(prediction):
     return {key[5:]: value for key, value in common.scores(args.task, 0, 1, predictions, references).items()}
 
 
-trainer = Trainer(
+class SameOrderTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        return common.TrainOrder(len(train_dataset or self.train_dataset), args.seed)
+
+
+trainer = SameOrderTrainer(
     model=model, args=training_args, train_dataset=train_set, data_collator=common.make_collate(args.task, tokenizer),
     compute_metrics=compute_metrics if args.task == "text-classification" else None,
 )  # fmt: skip

@@ -1,0 +1,86 @@
+"""What each speed choice of the generated train.py is worth at real size: the MiniLM-size
+encoder row (bench/real_size.py), run with the generated project as it is and with one choice
+undone at a time, alternating, at default threads.
+
+    .venv/bin/python bench/ablation.py [--repeats 2] [--updates 30]
+
+Variants (each edits one line of a copy of the generated project):
+    as generated             fused AdamW, freed CPU memory kept, evaluation longest first
+    per-tensor AdamW         optim.py: fused=None (PyTorch's default on CPU)
+    CPU memory handed back   train.py: keep_freed_cpu_memory() not called
+    evaluation in file order data.py: the validation set is not sorted by length
+"""
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import real_models
+import real_size
+from benchmark import bake, run_one
+
+VARIANTS = {
+    "as generated": None,
+    "per-tensor AdamW": ("optim.py", "fused=fused or None", "fused=None"),
+    "CPU memory handed back": ("train.py", "        keep_freed_cpu_memory()\n", "        pass\n"),
+    "evaluation in file order": ("data.py", 'if "input_ids" in eval_set.column_names:', "if False:"),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=30)
+    args = parser.parse_args()
+    args.batch, args.warmup_updates = 16, 5  # tiny-row defaults that the row's options replace
+    root = Path(tempfile.mkdtemp(prefix="ablation-"))
+    project = bake("text-classification", root)
+    model_dir, train_file, validation_file = real_models.build("encoder", project, root / "real")
+    row = {**real_size.ENCODER, "updates": args.updates, "warmup": 5, "threads": None}
+    row["options"] = {
+        **row["options"], "model_name_or_path": model_dir, "train_file": train_file,
+        "validation_file": validation_file,
+    }  # fmt: skip
+    projects = {}
+    for name, edit in VARIANTS.items():
+        copy = root / name.replace(" ", "-")
+        shutil.copytree(project, copy)
+        if edit:
+            file, old, new = edit
+            text = (copy / file).read_text()
+            assert text.count(old) == 1, f"{name}: '{old}' not found once in {file}"
+            (copy / file).write_text(text.replace(old, new))
+        projects[name] = copy
+    times = {name: {"update": [], "eval": [], "wall": []} for name in VARIANTS}
+    counter = 0
+    for repeat in range(args.repeats):
+        names = list(VARIANTS)
+        names = names[repeat % len(names) :] + names[: repeat % len(names)]
+        for name in names:
+            counter += 1
+            run_dir, cache = root / f"run-{counter}", root / f"cache-{counter}"
+            result = run_one("train.py", row["task"], projects[name], run_dir, cache, args, row["updates"], row=row)
+            if result["rc"] != 0:
+                sys.exit(f"{name} failed")
+            times[name]["update"].append(1 / result["steady_ups"])
+            times[name]["eval"].append(result["eval_seconds"])
+            times[name]["wall"].append(result["wall"])
+            print(f"  [{repeat}] {name:25} update {1 / result['steady_ups']:.3f} s, eval "
+                  f"{result['eval_seconds']:.2f} s, wall {result['wall']:.1f} s", file=sys.stderr)  # fmt: skip
+    base = {key: statistics.median(values) for key, values in times["as generated"].items()}
+    print(
+        f"| variant ({args.repeats} runs each, medians) | update s | ×as generated | eval s | ×as generated | wall s |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, values in times.items():
+        m = {key: statistics.median(v) for key, v in values.items()}
+        print(f"| {name} | {m['update']:.3f} | {m['update'] / base['update']:.3f} | {m['eval']:.2f} "
+              f"| {m['eval'] / base['eval']:.3f} | {m['wall']:.1f} |")  # fmt: skip
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
