@@ -1,8 +1,8 @@
 """What each speed choice of the generated train.py is worth at real size: the MiniLM-size
-encoder row (bench/real_size.py), run with the generated project as it is and with one choice
-undone at a time, alternating, at default threads.
+encoder row (bench/real_size.py; --model decoder: the GPT-2-small packed row), run with the
+generated project as it is and with one choice undone at a time, alternating, at default threads.
 
-    .venv/bin/python bench/ablation.py [--repeats 2] [--updates 30]
+    .venv/bin/python bench/ablation.py [--repeats 2] [--updates 30] [--model decoder --updates 6]
 
 Variants (each edits one line of a copy of the generated project):
     as generated             fused AdamW, freed CPU memory kept, evaluation longest first
@@ -34,18 +34,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--model", choices=["encoder", "decoder"], default="encoder")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="Comma-separated; default: all.")
     args = parser.parse_args()
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
     args.batch, args.warmup_updates = 16, 5  # tiny-row defaults that the row's options replace
     root = Path(tempfile.mkdtemp(prefix="ablation-"))
-    project = bake("text-classification", root)
-    model_dir, train_file, validation_file = real_models.build("encoder", project, root / "real")
-    row = {**real_size.ENCODER, "updates": args.updates, "warmup": 5, "threads": None}
+    shape = real_size.ENCODER if args.model == "encoder" else {**real_size.DECODER, "packing": "true"}
+    project = bake(shape["task"], root)
+    model_dir, train_file, validation_file = real_models.build(args.model, project, root / "real")
+    row = {**shape, "updates": args.updates, "warmup": min(5, args.updates // 3), "threads": None}
     row["options"] = {
         **row["options"], "model_name_or_path": model_dir, "train_file": train_file,
-        "validation_file": validation_file,
+        "validation_file": validation_file, **({"packing": "true"} if args.model == "decoder" else {}),
     }  # fmt: skip
     projects = {}
-    for name, edit in VARIANTS.items():
+    for name, edit in variants.items():
         copy = root / name.replace(" ", "-")
         shutil.copytree(project, copy)
         if edit:
@@ -54,10 +58,10 @@ def main():
             assert text.count(old) == 1, f"{name}: '{old}' not found once in {file}"
             (copy / file).write_text(text.replace(old, new))
         projects[name] = copy
-    times = {name: {"update": [], "eval": [], "wall": []} for name in VARIANTS}
+    times = {name: {"update": [], "eval": [], "wall": []} for name in variants}
     counter = 0
     for repeat in range(args.repeats):
-        names = list(VARIANTS)
+        names = list(variants)
         names = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in names:
             counter += 1

@@ -10,6 +10,9 @@ update (eval is part of a run). Contenders alternate, order rotated each repeat,
     encoder, 1 thread    OMP_NUM_THREADS=1: CPU time without thread spin-waits
     encoder, loaded      default threads while another process keeps one core busy (a shared
                          machine): how much each loop slows down
+    encoder, loaded, 1 thread
+                         the same load with OMP_NUM_THREADS=1: what setting the threads to the
+                         cores a job actually gets is worth
     decoder packed/padded GPT-2 small, 512-token blocks, packing on and off
 """
 
@@ -46,6 +49,7 @@ def rows(args):
         ("encoder", {**ENCODER, "threads": None, "repeats": args.real_repeats, "lockstep": True}),
         ("encoder, 1 thread", {**ENCODER, "threads": 1, "repeats": 2}),
         ("encoder, loaded", {**ENCODER, "threads": None, "repeats": 2, "load": True, "only": ("train.py", "Trainer")}),
+        ("encoder, loaded, 1 thread", {**ENCODER, "threads": 1, "repeats": 1, "load": True, "only": ("train.py", "Trainer")}),
         ("decoder packed", {**DECODER, "threads": None, "repeats": args.decoder_repeats, "packing": "true"}),
         ("decoder padded", {**DECODER, "threads": None, "repeats": args.decoder_repeats, "packing": "false"}),
     ]  # fmt: skip
