@@ -24,6 +24,7 @@ from conftest import (
     start_train,
     wait_for_step,
 )
+from task_settings import OWN_DATA_FORMATS
 
 import task
 from checkpoints import checkpoint_dirs
@@ -36,8 +37,8 @@ OWN_DATA = {
 
 
 def own_copy_of_the_sample(directory, suffix):
-    """The bundled training rows with every column renamed (text -> my_text, ...), as csv or
-    jsonl, and the options that name those columns."""
+    """The bundled training rows with every column renamed (text -> my_text, ...), as csv,
+    jsonl or parquet, and the options that name those columns."""
     rows = [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()][:80]
     columns = {option: TINY[option] for option in task.data_columns(Config())}
     renamed = [{f"my_{name}": value for name, value in row.items()} for row in rows]
@@ -47,12 +48,16 @@ def own_copy_of_the_sample(directory, suffix):
             writer = csv.DictWriter(stream, fieldnames=list(renamed[0]))
             writer.writeheader()
             writer.writerows(renamed)
+    elif suffix == ".parquet":
+        import datasets
+
+        datasets.Dataset.from_list(renamed).to_parquet(path)
     else:
         path.write_text("".join(json.dumps(row) + "\n" for row in renamed))
     return path, {option: f"my_{column}" for option, column in columns.items()}
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", OWN_DATA_FORMATS)
 def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
     """Giving train_file drops the bundled validation file too: a split is carved from yours."""
     data, column_options = own_copy_of_the_sample(tmp_path, suffix)
