@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True, choices=["causal-lm", "text-classification"])
+    parser.add_argument("--task", required=True, choices=["causal-lm", "text-classification", "token-classification"])
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--max_steps", type=int, default=200)
     parser.add_argument("--per_device_train_batch_size", type=int, default=16)
@@ -72,6 +72,20 @@ def prepare_data(args, tokenizer):
             stream = list(itertools.chain.from_iterable(row + [tokenizer.eos_token_id] for row in ids))
             usable = len(stream) // block * block
             return {"input_ids": [stream[i : i + block] for i in range(0, usable, block)]}
+    elif args.task == "token-classification":
+        label_names = sorted(set().union(*raw["train"]["ner_tags"]))
+        tag_ids = {name: i for i, name in enumerate(label_names)}
+
+        def tokenize(rows):  # a word's tag on its first sub-token, -100 elsewhere
+            encoded = tokenizer(rows["tokens"], is_split_into_words=True, truncation=True, max_length=args.max_seq_length)
+            labels = []
+            for i, tags in enumerate(rows["ner_tags"]):
+                words = encoded.word_ids(i)
+                labels.append([
+                    tag_ids[tags[w]] if w is not None and w != (words[j - 1] if j else None) else -100
+                    for j, w in enumerate(words)
+                ])  # fmt: skip
+            return {"input_ids": encoded["input_ids"], "labels": labels}
     else:
         label_names = sorted(raw["train"].unique("label"))
         label_ids = {name: i for i, name in enumerate(label_names)}
@@ -89,6 +103,10 @@ def make_collate(task, tokenizer):
         batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
         if task == "causal-lm":
             batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        elif task == "token-classification":
+            batch["labels"] = torch.full(batch["input_ids"].shape, -100)
+            for i, row in enumerate(rows):
+                batch["labels"][i, : len(row["labels"])] = torch.tensor(row["labels"])
         else:
             batch["labels"] = torch.tensor([row["labels"] for row in rows])
         return batch
@@ -116,13 +134,21 @@ class TrainOrder(torch.utils.data.Sampler):
 
 def build_model(args, tokenizer, label_names):
     """The model, pretrained or fresh from the project's tiny config; call after seeding."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
 
     config = AutoConfig.from_pretrained(args.model_dir)
     config.pad_token_id = tokenizer.pad_token_id
     model_class = AutoModelForCausalLM
-    if args.task == "text-classification":
-        model_class = AutoModelForSequenceClassification
+    if args.task != "causal-lm":
+        model_class = {
+            "text-classification": AutoModelForSequenceClassification,
+            "token-classification": AutoModelForTokenClassification,
+        }[args.task]
         config.num_labels = len(label_names)
         config.id2label = {i: str(name) for i, name in enumerate(label_names)}
         config.label2id = {str(name): i for i, name in enumerate(label_names)}

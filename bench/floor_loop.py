@@ -66,6 +66,7 @@ if args.do_eval:
             logits = model(**batch).logits
             if args.task == "causal-lm":  # position t predicts token t + 1
                 labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+            if logits.dim() == 3:
                 logits = logits.flatten(0, 1)
             else:
                 predictions += logits.argmax(-1).tolist()

@@ -34,9 +34,9 @@ ANSWERS = {
 DATA_EXTENSIONS = tuple({{ cookiecutter._data_files | tojson }})
 # Column names that usually hold the text, and the labels; the first one present is taken.
 TEXT_NAMES = ("text", "sentence", "content", "review", "document", "body", "comment", "tweet",
-              "question", "prompt", "input", "utterance", "description", "title")
+              "question", "prompt", "input", "utterance", "description", "title", "tokens", "words")
 LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "y", "stars",
-               "rating", "intent", "topic", "tag")
+               "rating", "intent", "topic", "tag", "ner_tags", "tags", "pos_tags", "chunk_tags")
 # Which task option each answer sets; a task without the option ignores the answer.
 OPTIONS = {"text_column": ("text_column_name", TEXT_NAMES, "text"),
            "label_column": ("label_column_name", LABEL_NAMES, "labels")}

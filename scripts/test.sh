@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p build/test-logs
 rm -f build/test-logs/*.log
-touch build/test-logs/causal-lm.log build/test-logs/text-classification.log
-tail -n +1 -F build/test-logs/causal-lm.log build/test-logs/text-classification.log 2>/dev/null \
+# One progress log per task; the task names live in cookiecutter.json.
+logs=$(.venv/bin/python -c "import json; print(*(f'build/test-logs/{t}.log' for t in json.load(open('cookiecutter.json'))['task']))")
+touch $logs
+tail -n +1 -F $logs 2>/dev/null \
     | grep --line-buffered -E "^==>|PASSED|FAILED|ERROR|SKIPPED" &
 progress=$!
 trap 'kill $progress 2>/dev/null || true' EXIT

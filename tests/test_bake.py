@@ -18,7 +18,7 @@ TASKS = tuple(DEFAULTS["task"])
 MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "pretrained.py", "task.py")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
-# Together these cover both tasks, every tracker, every mixed_precision, CI yes and no, the tiny
+# Together these cover every task, every tracker, every mixed_precision, CI yes and no, the tiny
 # model, hub model ids, a local model directory, the sample data, hub datasets and local files.
 CASES = {
     "causal-defaults": {},
@@ -43,6 +43,14 @@ CASES = {
         "model": LOCAL_MODEL,
         "dataset": LOCAL_DATA,
         "tracker": "mlflow",
+    },
+    "token-classification-defaults": {"task": "token-classification"},
+    "token-classification-conll-hub": {
+        "task": "token-classification",
+        "model": "dslim/bert-base-NER",
+        "dataset": "eriktks/conll2003",
+        "tracker": "tensorboard",
+        "include_ci_workflow": "no",
     },
     "classification-hub": {
         "project_name": "Sentiment",
@@ -130,8 +138,9 @@ def test_files_match_answers(case):
     assert (project / "assets" / task / "tiny-model" / "config.json").is_file()
     assert (project / "assets" / task / "data" / "train.jsonl").is_file()
     assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
-    if task == "text-classification":
-        assert (project / "metrics" / "classification" / "classification.py").is_file()
+    metric = {"text-classification": "classification", "token-classification": "seqeval"}.get(task)
+    if metric:
+        assert (project / "metrics" / metric / f"{metric}.py").is_file()
     else:
         assert not (project / "metrics").exists()
     workflow = project / ".github" / "workflows" / "ci.yml"
@@ -173,8 +182,9 @@ def test_config_defaults_match_answers(case):
     assert cfg["mixed_precision"] == answers["mixed_precision"]
     assert cfg["report_to"] == answers["tracker"]
     assert ("block_size" in cfg) == (task == "causal-lm")
-    assert ("label_column_name" in cfg) == (task == "text-classification")
-    if task == "text-classification":
+    assert ("label_column_name" in cfg) == (task != "causal-lm")
+    assert ("label_all_tokens" in cfg) == (task == "token-classification")
+    if task != "causal-lm":
         for metric in cfg["metrics"].split(","):
             assert (project / metric).is_dir(), metric
     for default_path in (cfg["config_name"], cfg["train_file"], cfg["validation_file"]):
@@ -300,6 +310,12 @@ def test_your_data_file_decides_the_default_columns(bake):
         "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py", "-k", "shipped_config or debug_preset"
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
+
+
+def test_word_and_tag_columns_are_found_for_token_classification(bake):
+    project = bake(task="token-classification", dataset="ner.jsonl", data_columns=("words", "tags"))
+    cfg = json.loads(generated_config(project))
+    assert (cfg["text_column_name"], cfg["label_column_name"]) == ("words", "tags")
 
 
 BAD_ANSWERS = [

@@ -14,6 +14,7 @@ CONTRACT = (
     "NAME",
     "MODEL_CLASS",
     "Options",
+    "FILE_READERS",
     "data_columns",
     "load_tokenizer_and_config",
     "eval_metric_names",
@@ -123,6 +124,9 @@ def test_a_replayed_unknown_task_gets_one_sentence(run_cookiecutter, cookiecutte
         timeout=120,
     )
     assert result.returncode != 0
-    sentence = "The answer task='translation' is not allowed; choose one of causal-lm, text-classification."
+    sentence = (
+        "The answer task='translation' is not allowed; choose one of causal-lm, text-classification, "
+        "token-classification."
+    )
     assert sentence in result.stderr
     assert not output_dir.exists() or list(output_dir.iterdir()) == []

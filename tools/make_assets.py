@@ -9,6 +9,10 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
   sentiment sentences (``{"text": ..., "label": "positive"|...}``).
 * ``causal-lm/tiny-model/``: byte-level BPE tokenizer + GPT-2 config (no weights).
 * ``text-classification/tiny-model/``: WordPiece tokenizer + BERT config.
+* ``token-classification/data/{train,validation}.jsonl``: synthetic sentences with
+  person, location and organisation names tagged in IOB2
+  (``{"tokens": [...], "ner_tags": ["B-PER", ...]}``), and its WordPiece
+  tokenizer + BERT config.
 
 Generated projects can then train and test end to end without network access
 to any model or dataset hub. Everything is seeded, so re-running produces
@@ -33,6 +37,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     BertConfig,
     GPT2Config,
@@ -42,6 +47,7 @@ from transformers import (
 ROOT = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" / "assets"
 LM_DIR = ROOT / "causal-lm"
 CLS_DIR = ROOT / "text-classification"
+NER_DIR = ROOT / "token-classification"
 
 # --- causal-lm grammar -------------------------------------------------------
 
@@ -180,6 +186,40 @@ def cls_row(rng: random.Random) -> dict:
     return {"text": text, "label": label}
 
 
+# --- token-classification grammar ---------------------------------------------
+
+ENTITIES = {
+    "PER": ["Ada", "Ben Okafor", "Cleo", "Dan Weiss", "Eva Lind", "Finn", "Hana Sato", "Ivo Petrov"],
+    "LOC": ["Paris", "New York", "Lagos", "Oslo", "Buenos Aires", "Kyoto", "Cape Town", "Lima"],
+    "ORG": ["Acme Corp", "Globex", "United Nations", "Red Cross", "Initech", "Umbrella Group"],
+}
+NER_TEMPLATES = [
+    "{PER} works for {ORG} in {LOC} .",
+    "{PER} flew from {LOC} to {LOC} on Monday .",
+    "{ORG} opened a new office in {LOC} last year .",
+    "Yesterday {PER} met {PER} at the {ORG} meeting .",
+    "The weather in {LOC} was cold , said {PER} .",
+    "{ORG} and {ORG} signed a deal .",
+    "Nobody knew why the train was late again .",
+    "{PER} moved to {LOC} to join {ORG} .",
+]
+
+
+def ner_row(rng: random.Random) -> dict:
+    """One sentence: template words tagged O, entity names tagged B-/I- with their type."""
+    tokens, tags = [], []
+    for word in rng.choice(NER_TEMPLATES).split():
+        if word.startswith("{"):
+            kind = word[1:-1]
+            name = rng.choice(ENTITIES[kind]).split()
+            tokens += name
+            tags += [f"B-{kind}"] + [f"I-{kind}"] * (len(name) - 1)
+        else:
+            tokens.append(word)
+            tags.append("O")
+    return {"tokens": tokens, "ner_tags": tags}
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as f:
@@ -244,8 +284,8 @@ def build_causal_lm(texts: list[str]) -> None:
     assert torch.isfinite(loss), loss
 
 
-def build_classifier(texts: list[str]) -> None:
-    out = CLS_DIR / "tiny-model"
+def build_bert(out: Path, texts: list[str], vocab_size: int = 1000) -> None:
+    """A WordPiece tokenizer trained on `texts` and a tiny BERT config, saved to `out`."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     normalizer = normalizers.BertNormalizer(lowercase=True)
     # The trainer numbers "##x" tokens in hash-map order, which changes merge
@@ -253,7 +293,7 @@ def build_classifier(texts: list[str]) -> None:
     # sorted order, fixes their ids and makes training deterministic.
     chars = sorted({ch for t in texts for ch in normalizer.normalize_str(t)})
     suffixes = ["##" + ch for ch in chars if not ch.isspace()]
-    trainer = trainers.WordPieceTrainer(vocab_size=1000, special_tokens=specials + suffixes, show_progress=False)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials + suffixes, show_progress=False)
     draft = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     draft.normalizer = normalizer
     draft.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -294,6 +334,10 @@ def build_classifier(texts: list[str]) -> None:
     )
     config.save_pretrained(out)
 
+
+def build_classifier(texts: list[str]) -> None:
+    out = CLS_DIR / "tiny-model"
+    build_bert(out, texts)
     # Smoke test: reload from disk and run a forward pass on a padded batch.
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(out, num_labels=3))
@@ -301,6 +345,19 @@ def build_classifier(texts: list[str]) -> None:
     with torch.no_grad():
         logits = model(**batch).logits
     assert logits.shape == (4, 3), logits.shape
+
+
+def build_token_classifier(sentences: list[list[str]]) -> None:
+    out = NER_DIR / "tiny-model"
+    # A vocabulary smaller than the words, so that some words split into several sub-tokens.
+    build_bert(out, [" ".join(words) for words in sentences], vocab_size=120)
+    # Smoke test: words in, one logit row per sub-token out.
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForTokenClassification.from_config(AutoConfig.from_pretrained(out, num_labels=7))
+    batch = tokenizer(sentences[:4], is_split_into_words=True, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape[-1] == 7 and batch.word_ids(0)[1] == 0, logits.shape
 
 
 def main() -> None:
@@ -314,9 +371,17 @@ def main() -> None:
     write_jsonl(CLS_DIR / "data" / "train.jsonl", cls_train)
     write_jsonl(CLS_DIR / "data" / "validation.jsonl", cls_val)
 
+    # Its own generator, so the files above stay byte-identical.
+    ner_rng = random.Random(1)
+    ner_train = [ner_row(ner_rng) for _ in range(1000)]
+    ner_val = [ner_row(ner_rng) for _ in range(200)]
+    write_jsonl(NER_DIR / "data" / "train.jsonl", ner_train)
+    write_jsonl(NER_DIR / "data" / "validation.jsonl", ner_val)
+
     torch.manual_seed(0)
     build_causal_lm([r["text"] for r in lm_train])
     build_classifier([r["text"] for r in cls_train])
+    build_token_classifier([r["tokens"] for r in ner_train])
     print(f"wrote assets under {ROOT}")
 
 

@@ -91,32 +91,41 @@ def load_files(files, sources):
     format (one builder to set up), else, or when that call fails, one file at a time, so that
     an error names the file and the option it came from."""
     builders = {split: builder_for(option, path) for split, (option, path) in files.items()}
-    if len(set(builders.values())) == 1:
+    if len(set(builders.values())) == 1 and isinstance(builders["train"], str):
         paths = {split: path for split, (_, path) in files.items()}
         with contextlib.suppress(Exception):
             return datasets.load_dataset(builders["train"], data_files=paths)
     raw = datasets.DatasetDict()
     for split, (_, path) in files.items():
-        loaded = load_or_explain(sources[split], builders[split], data_files={split: path})
-        raw[split] = loaded[split]
+        if isinstance(builders[split], str):
+            loaded = load_or_explain(sources[split], builders[split], data_files={split: path})
+            raw[split] = loaded[split]
+        else:  # the task's own reader
+            raw[split] = load_or_explain(sources[split], builders[split], path)
     return raw
 
 
 def builder_for(option, path):
-    """The datasets builder that reads `path`, given as `option`."""
+    """The datasets builder, or the task's reader, for `path`, given as `option`."""
     if not os.access(path, os.R_OK):
         raise UsageError(f"Data file {path} ({option}) does not exist or cannot be read.")
     if os.path.getsize(path) == 0:
         raise UsageError(f"Data file {path} ({option}) is empty.")
-    if Path(path).suffix not in FILE_BUILDERS:
-        endings = ", ".join(FILE_BUILDERS)
+    readers = {**FILE_BUILDERS, **task.FILE_READERS}
+    if Path(path).suffix not in readers:
+        endings = ", ".join(readers)
         raise UsageError(f"Data file {path} ({option}) must end in one of {endings}.")
-    return FILE_BUILDERS[Path(path).suffix]
+    return readers[Path(path).suffix]
 
 
-def load_or_explain(source, *args, **kwargs):
+def load_or_explain(source, builder, *args, **kwargs):
+    """datasets.load_dataset(builder, ...), or builder(...) where it is the task's reader."""
     try:
-        return datasets.load_dataset(*args, **kwargs)
+        if callable(builder):
+            return builder(*args, **kwargs)
+        return datasets.load_dataset(builder, *args, **kwargs)
+    except UsageError:
+        raise
     except Exception as error:
         # The datasets library raises many kinds of errors; the user needs one line.
         reason = (str(error) or type(error).__name__).splitlines()[0]

@@ -207,8 +207,9 @@ def accumulate_gradients(accelerator, model, window):
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, eval_loader, cfg):
-    """Every sample counted once: gather_for_metrics drops the duplicates that even out shards."""
+def evaluate(accelerator, model, eval_loader, cfg, label_names):
+    """Every sample counted once: gather_for_metrics drops the duplicates that even out shards.
+    Per-token predictions are padded (-100) to the longest on any process before the gather."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     target_count = torch.zeros((), dtype=torch.long, device=accelerator.device)
@@ -219,10 +220,11 @@ def evaluate(accelerator, model, eval_loader, cfg):
         loss_sum += losses.double().sum()
         target_count += counts.sum()
         for name, values in task.eval_predictions(logits, batch).items():
+            values = accelerator.pad_across_processes(values, dim=1, pad_index=-100)
             gathered.setdefault(name, []).extend(accelerator.gather_for_metrics(values).tolist())
     model.train()
     # Target-weighted: the mean over every target, not over batches.
-    return task.eval_scores(cfg, (loss_sum / target_count).item(), gathered)
+    return task.eval_scores(cfg, (loss_sum / target_count).item(), gathered, label_names)
 
 
 def check_finite(health, last_good, cfg):
@@ -353,7 +355,7 @@ def train(cfg):
         paused = time.perf_counter()
         early_stop = False
         if eval_now:
-            scores = evaluate(accelerator, model, eval_loader, cfg)
+            scores = evaluate(accelerator, model, eval_loader, cfg, label_names)
             log({"step": step, "epoch": round(epoch, 4), **scores})
             # The best value of metric_for_best_model, and patience for early stopping.
             early_stop = state.record_eval(scores[cfg.metric_for_best_model], cfg)

@@ -35,6 +35,7 @@ def learning_rates(output_dir):
     return {r["step"]: r["learning_rate"] for r in train_records(output_dir)}
 
 
+@pytest.mark.loop
 @pytest.mark.parametrize("processes", [1, 2, 3])
 def test_each_epoch_is_a_fresh_permutation_split_across_processes(processes):
     """Shards of every global batch together hold each sample once; epochs reshuffle."""
@@ -114,6 +115,7 @@ def test_eval_counts_every_sample_once_on_two_processes(tmp_path):
     assert_close_values(eval_records(one)[0], eval_records(two)[0], 1e-6, "eval")
 
 
+@pytest.mark.loop
 def test_refuses_two_processes_that_would_train_alone(tmp_path):
     """Without ACCELERATE_USE_CPU a CPU-only launch makes two independent copies: refuse."""
     from conftest import environment
@@ -207,6 +209,7 @@ def reference_rates(scheduler, warmup, total):
     return rates
 
 
+@pytest.mark.loop
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_lr_at_is_the_closed_form_of_every_schedule(scheduler):
     import train
@@ -224,6 +227,7 @@ def test_lr_at_is_the_closed_form_of_every_schedule(scheduler):
     )
 
 
+@pytest.mark.loop
 def test_learning_rate_of_every_update_over_the_sharded_horizon(tmp_path):
     """Logged rates are the schedule's over exactly ceil(micro-batches / k) updates an epoch, when
     micro-batches % k != 0: the horizon is right and the last update is not wasted at rate 0."""
@@ -252,6 +256,7 @@ def test_logged_loss_is_the_mean_of_the_window(tmp_path):
         assert math.isclose(loss, sum(window) / 4, rel_tol=1e-6)
 
 
+@pytest.mark.loop
 def test_non_finite_loss_stops_the_run_and_names_the_update(tmp_path):
     """Checked at every log, eval and save (every update here): the message names the last good
     update."""
@@ -269,6 +274,7 @@ def test_non_finite_loss_stops_the_run_and_names_the_update(tmp_path):
     assert kept and max(kept) == good, "the last good update is checkpointed, nothing after it"
 
 
+@pytest.mark.loop
 def test_skip_option_skips_and_counts_non_finite_updates(tmp_path):
     out = tmp_path / "run"
     run_train(out, learning_rate=1e30, max_steps=6, on_nonfinite="skip")

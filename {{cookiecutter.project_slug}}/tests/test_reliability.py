@@ -19,6 +19,9 @@ from conftest import (
 
 from checkpoints import checkpoint_dirs, step_of
 
+# Checkpoints, signals and rotation belong to the loop, the same for every task.
+pytestmark = pytest.mark.loop
+
 LONG = {
     "num_train_epochs": 6,
     "save_strategy": "steps",

@@ -63,6 +63,7 @@ def test_final_model_loads_with_from_pretrained_and_predicts(tmp_path):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.loop
 def test_checkpoint_holds_the_full_training_state(tmp_path):
     out = tmp_path / "run"
     run_train(
@@ -82,6 +83,7 @@ def test_checkpoint_holds_the_full_training_state(tmp_path):
     assert state["best_metric"] == min(r["eval_loss"] for r in eval_records(out))
 
 
+@pytest.mark.loop
 def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     out = tmp_path / "run"
     run_train(out, max_steps=4, save_strategy="steps", save_steps=2)
@@ -92,6 +94,7 @@ def test_resume_continues_where_the_checkpoint_left_off(tmp_path):
     assert sorted(losses(out)) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.loop
 def test_validation_split_is_carved_out_when_missing(tmp_path):
     out = tmp_path / "run"
     run_train(
@@ -105,6 +108,7 @@ def test_validation_split_is_carved_out_when_missing(tmp_path):
     assert eval_records(out)
 
 
+@pytest.mark.loop
 def test_early_stopping_and_best_model_at_end(tmp_path):
     out = tmp_path / "run"
     options = {
@@ -133,6 +137,7 @@ def test_help_lists_every_option():
         assert f"--{name}" in result.stdout
 
 
+@pytest.mark.loop
 @pytest.mark.parametrize(
     "options",
     [
@@ -161,6 +166,7 @@ def test_torch_compile_trains(tmp_path):
     assert MODEL_CLASS.from_pretrained(out / "final") is not None
 
 
+@pytest.mark.loop
 @pytest.mark.parametrize(
     "launch_config", sorted(p.name for p in (PROJECT / "configs" / "accelerate").glob("*.yaml"))
 )
@@ -171,6 +177,7 @@ def test_every_accelerate_config_loads(launch_config):
     assert config.num_processes >= 1 and config.distributed_type
 
 
+@pytest.mark.loop
 @pytest.mark.slow
 def test_cpu_launch_config_runs_two_processes(tmp_path):
     out = tmp_path / "run"
@@ -193,6 +200,7 @@ def test_cpu_launch_config_runs_two_processes(tmp_path):
     assert "was set to a value" not in result.stdout + result.stderr
 
 
+@pytest.mark.loop
 def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
     """After one update from the same start, runs with and without weight decay differ only in
     the matrices: biases and norm weights (the 1-D parameters) are never decayed."""
@@ -204,6 +212,7 @@ def test_weight_decay_skips_biases_and_norm_weights(tmp_path):
     assert all(not torch.equal(a[name], b[name]) for name in a if a[name].ndim >= 2)
 
 
+@pytest.mark.loop
 def test_logged_grad_norm_is_before_clipping(tmp_path):
     out = tmp_path / "run"
     run_train(out, max_steps=3, max_grad_norm=1e-3)
@@ -221,6 +230,7 @@ def test_fine_tune_from_pretrained_weights(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
 
 
+@pytest.mark.loop
 def test_adamw_is_fused_where_pytorch_has_the_kernel(tmp_path):
     """The fused AdamW (one kernel for every parameter) on CPU and GPUs; elsewhere PyTorch's
     default. Fused or not, it is AdamW: one update from the same start lands on the same weights."""
@@ -261,6 +271,7 @@ def test_evaluation_goes_longest_first_and_keeps_every_sample(monkeypatch):
     assert sorted(map(str, eval_set)) == sorted(map(str, unsorted))
 
 
+@pytest.mark.loop
 def test_freed_cpu_memory_is_kept_for_the_next_update():
     """Later tensors of the same size reuse freed pages instead of new ones from the kernel
     (page faults are what the setting saves; without it, each of the 64 MiB tensors below faults

@@ -24,6 +24,7 @@ from conftest import (
     start_train,
     wait_for_step,
 )
+from task_settings import OWN_DATA_FORMATS
 
 import task
 from checkpoints import checkpoint_dirs
@@ -36,8 +37,8 @@ OWN_DATA = {
 
 
 def own_copy_of_the_sample(directory, suffix):
-    """The bundled training rows with every column renamed (text -> my_text, ...), as csv or
-    jsonl, and the options that name those columns."""
+    """The bundled training rows with every column renamed (text -> my_text, ...), as csv,
+    jsonl or parquet, and the options that name those columns."""
     rows = [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()][:80]
     columns = {option: TINY[option] for option in task.data_columns(Config())}
     renamed = [{f"my_{name}": value for name, value in row.items()} for row in rows]
@@ -47,12 +48,16 @@ def own_copy_of_the_sample(directory, suffix):
             writer = csv.DictWriter(stream, fieldnames=list(renamed[0]))
             writer.writeheader()
             writer.writerows(renamed)
+    elif suffix == ".parquet":
+        import datasets
+
+        datasets.Dataset.from_list(renamed).to_parquet(path)
     else:
         path.write_text("".join(json.dumps(row) + "\n" for row in renamed))
     return path, {option: f"my_{column}" for option, column in columns.items()}
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", OWN_DATA_FORMATS)
 def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
     """Giving train_file drops the bundled validation file too: a split is carved from yours."""
     data, column_options = own_copy_of_the_sample(tmp_path, suffix)
@@ -79,6 +84,7 @@ def test_a_validation_file_without_your_columns_is_named(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
 
 
+@pytest.mark.loop
 def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     """A run copied elsewhere resumes with its own recorded options: nothing to retype, no
     absolute path of the old place, and the losses of an uninterrupted run."""
@@ -98,6 +104,7 @@ def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     assert [r["step"] for r in eval_records(moved)] == [3, 6, 9, 12]
 
 
+@pytest.mark.loop
 def test_ctrl_c_saves_and_a_second_one_stops_at_once(tmp_path):
     once, twice = tmp_path / "once", tmp_path / "twice"
     options = {"num_train_epochs": 20, "save_strategy": "steps", "save_steps": 1000}
@@ -139,6 +146,7 @@ def test_scores_reach_the_console_and_the_run_ends_with_a_summary(tmp_path):
     assert f"{task.MODEL_CLASS.__name__}.from_pretrained('{out / 'final'}')" in result.stdout
 
 
+@pytest.mark.loop
 def test_the_console_stays_clean(tmp_path):
     """No warning at every save, and `--help | head` is not an error."""
     out = tmp_path / "run"
@@ -157,6 +165,7 @@ def test_the_console_stays_clean(tmp_path):
     assert help_text.stderr.read() == b""
 
 
+@pytest.mark.loop
 def test_tensorboard_logs_go_under_logs(tmp_path):
     pytest.importorskip("tensorboard", reason="report_to=tensorboard needs the tensorboard package")
     out = tmp_path / "run"
@@ -164,6 +173,7 @@ def test_tensorboard_logs_go_under_logs(tmp_path):
     assert list((out / "logs" / "first-try").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.loop
 def test_a_run_started_from_another_directory_finds_the_project_files(tmp_path):
     """The project's own defaults (the bundled model config, metric modules) and config files
     count from the project; the paths you type count from where you are."""
@@ -187,6 +197,7 @@ def test_a_run_started_from_another_directory_finds_the_project_files(tmp_path):
     assert (tmp_path / "here" / "final").is_dir()
 
 
+@pytest.mark.loop
 @pytest.mark.slow
 def test_an_error_on_two_processes_is_one_sentence(tmp_path):
     """Every process stops on the same check; only the first prints, and no process crashes."""
@@ -208,6 +219,7 @@ def test_an_error_on_two_processes_is_one_sentence(tmp_path):
     assert "exitcode: 2" in result.stderr or "exitcode  : 2" in result.stderr
 
 
+@pytest.mark.loop
 def test_max_steps_winning_over_epochs_is_said(capsys):
     import cli
 

@@ -7,6 +7,8 @@ module. A new task is a folder with a task.py that defines the same names (and i
     NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
                                          transformers class that loads final/
     Options                              the task's options, joined with the loop's in train.py
+    FILE_READERS                         {file ending: reader} for data files the datasets
+                                         library cannot read ({} for none)
     load_tokenizer_and_config(cfg)       -> (tokenizer, model config); cheap, so checked first
     eval_metric_names(cfg)               what evaluation reports, checked before training
     data_columns(cfg)                    {option: column} the task reads, checked on loading
@@ -19,7 +21,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
     eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
-    eval_scores(cfg, eval_loss, gathered)
+    eval_scores(cfg, eval_loss, gathered, label_names)
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
@@ -44,6 +46,8 @@ from config import UsageError, option
 
 NAME = "text-classification"
 MODEL_CLASS = AutoModelForSequenceClassification
+# Data files are read by the datasets library (data.py): no format of its own.
+FILE_READERS = {}
 
 
 @dataclass
@@ -147,7 +151,7 @@ def eval_predictions(logits, batch):
     return {"predictions": logits.argmax(-1), "references": batch["labels"]}
 
 
-def eval_scores(cfg, eval_loss, gathered):
+def eval_scores(cfg, eval_loss, gathered, label_names):
     scores = load_metric(cfg.metrics).compute(**gathered)
     return {"eval_loss": eval_loss, **{f"eval_{name}": value for name, value in scores.items()}}
 

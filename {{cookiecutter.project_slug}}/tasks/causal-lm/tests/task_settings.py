@@ -10,6 +10,9 @@ TINY_TASK_OPTIONS = {
     "block_size": 48,
 }
 
+# The formats a user's own data comes in (test_usability.py).
+OWN_DATA_FORMATS = (".csv", ".jsonl")
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [

@@ -1,0 +1,101 @@
+"""What the shared tests need to know about this task: its options for the tiny runs, and its
+bad-input rows for tests/test_errors.py."""
+
+import json
+from pathlib import Path
+
+TINY_TASK_OPTIONS = {
+    # The bundled sample's columns: the project's defaults may name those of your own data.
+    "text_column_name": "tokens",
+    "label_column_name": "ner_tags",
+    "max_seq_length": 48,
+}
+
+# The formats a user's own data comes in (test_usability.py): csv cannot hold lists of words.
+OWN_DATA_FORMATS = (".jsonl", ".parquet")
+
+# (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
+# task_material() or the shared material in test_errors.py. A bad file is given as both splits,
+# so that the bundled validation split's tags do not fail the check first.
+TASK_ERROR_ROWS = [
+    ("a missing tag column", {"label_column_name": "tags"}, "Column 'tags'"),
+    (
+        "words and tags of unequal length",
+        {"train_file": "{unequal}", "validation_file": "{unequal}"},
+        "Row 1 of the train data has 3 words but 2 tags",
+    ),
+    (
+        "a sentence with no words",
+        {"train_file": "{no_words}", "validation_file": "{no_words}"},
+        "Row 0 of the train data has no",
+    ),
+    (
+        "an unknown tag scheme",
+        {"train_file": "{plain_tags}", "validation_file": "{plain_tags}"},
+        "are not IOB2 or IOBES",
+    ),
+    (
+        "tag ids without names",
+        {"train_file": "{tag_ids}", "validation_file": "{tag_ids}"},
+        "holds numbers without names",
+    ),
+    (
+        "a text where words belong",
+        {"train_file": "{text_not_words}", "validation_file": "{text_not_words}"},
+        "holds single values",
+    ),
+    (
+        "validation tags unseen in training",
+        {"validation_file": "{unseen_tags}"},
+        "never occur in the training",
+    ),
+    (
+        "a CoNLL line without a tag",
+        {"train_file": "{conll_without_tag}", "validation_file": "{conll_without_tag}"},
+        "has a word but no tag",
+    ),
+    (
+        "tags that do not match the model's head",
+        {"model_name_or_path": "{two_tag_model}"},
+        "tags but the data",
+    ),
+    (
+        "a sequence length beyond the model",
+        {"max_seq_length": 100_000},
+        "exceeds the model's 256 positions",
+    ),
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def task_material(root):
+    """Data files with each mistake, and a model whose head has 2 tags (the data has 7)."""
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+    project = Path(__file__).resolve().parents[1]
+    assets = next((project / "assets").iterdir())
+    good = [json.loads(line) for line in (assets / "data" / "train.jsonl").open()][:20]
+    pair = {"tokens": ["Ada", "met", "Ben"], "ner_tags": ["B-PER", "O", "B-PER"]}
+    values = {
+        "unequal": write_jsonl(root / "unequal.jsonl", [pair, {**pair, "ner_tags": ["O", "O"]}]),
+        "no_words": write_jsonl(root / "no-words.jsonl", [{"tokens": [], "ner_tags": []}, pair]),
+        "plain_tags": write_jsonl(
+            root / "plain.jsonl", [{**pair, "ner_tags": ["PER", "O", "PER"]}]
+        ),
+        "tag_ids": write_jsonl(root / "ids.jsonl", [{**pair, "ner_tags": [1, 0, 1]}]),
+        "text_not_words": write_jsonl(root / "text.jsonl", [{**pair, "tokens": "Ada met Ben"}]),
+        "unseen_tags": write_jsonl(
+            root / "unseen.jsonl",
+            [{**row, "ner_tags": ["B-DATE"] * len(row["tokens"])} for row in good],
+        ),
+    }
+    conll = root / "no-tag.conll"
+    conll.write_text("Ada B-PER\nmet\nBen B-PER\n")
+    config = AutoConfig.from_pretrained(assets / "tiny-model", num_labels=2)
+    AutoModelForTokenClassification.from_config(config).save_pretrained(root / "two-tags")
+    AutoTokenizer.from_pretrained(assets / "tiny-model").save_pretrained(root / "two-tags")
+    return {**values, "conll_without_tag": conll, "two_tag_model": root / "two-tags"}
