@@ -42,7 +42,8 @@ TASKS = ("causal-lm", "text-classification", "token-classification")
 DEFAULT_UPDATES = {"causal-lm": 200, "text-classification": 800, "token-classification": 800}
 EAGER = ("train.py", "floor", "Trainer")
 WARM_NEW = "train.py (warm cache, new output_dir)"
-LOCKSTEP_TURN = {"causal-lm": 5, "text-classification": 20, "token-classification": 20}  # updates per turn: about 0.25 s
+# Updates per turn: about 0.25 s.
+LOCKSTEP_TURN = {"causal-lm": 5, "text-classification": 20, "token-classification": 20}
 LOCKSTEP_PAIRS = (("train.py", "floor"), ("train.py", "Trainer"))
 SCALE = 20  # the cache check at scale: the bundled train split repeated 20 times
 SCALED, SCALED_WARM = f"train.py ({SCALE}x data)", f"train.py ({SCALE}x data, warm cache)"

@@ -77,7 +77,9 @@ def prepare_data(args, tokenizer):
         tag_ids = {name: i for i, name in enumerate(label_names)}
 
         def tokenize(rows):  # a word's tag on its first sub-token, -100 elsewhere
-            encoded = tokenizer(rows["tokens"], is_split_into_words=True, truncation=True, max_length=args.max_seq_length)
+            encoded = tokenizer(
+                rows["tokens"], is_split_into_words=True, truncation=True, max_length=args.max_seq_length
+            )
             labels = []
             for i, tags in enumerate(rows["ner_tags"]):
                 words = encoded.word_ids(i)

@@ -109,7 +109,7 @@ def fit_task_to_data():
     with open("task.py", encoding="utf-8") as stream:
         source = stream.read()
     for answer, (option, names, what) in OPTIONS.items():
-        declaration = re.compile(rf'(\n    {option}: str = option\()("[^"\n]*")')
+        declaration = re.compile(rf'(\n    {option}: str = option\(\s*)("[^"\n]*")')
         if not declaration.search(source):
             continue
         column = choose_column(ANSWERS[answer], columns, names, what)

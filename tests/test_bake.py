@@ -138,6 +138,7 @@ def test_files_match_answers(case):
     assert (project / "assets" / task / "tiny-model" / "config.json").is_file()
     assert (project / "assets" / task / "data" / "train.jsonl").is_file()
     assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
+    assert (project / "conll.py").is_file() == (task == "token-classification")
     metric = {"text-classification": "classification", "token-classification": "seqeval"}.get(task)
     if metric:
         assert (project / "metrics" / metric / f"{metric}.py").is_file()

@@ -5,8 +5,9 @@ including multi-process and kill/resume runs. One test runs them all, two at a t
 core of the 2-core machine this is sized for), so that they always run side by side whatever
 the test scheduler does. Tests marked `loop` check the task-agnostic loop (checkpoints, signals,
 launch configs, optimizer options): identical code in every project, so they run for the first
-task only; every task runs its guarantees, bad-input rows, data and model tests. Each suite writes its progress, a line per test, to
-build/test-logs/<task>.log as it goes; scripts/test.sh shows those lines while it waits.
+task only; every task runs its guarantees, bad-input rows, data and model tests. Each suite
+writes its progress, a line per test, to build/test-logs/<task>.log as it goes; scripts/test.sh
+shows those lines while it waits.
 """
 
 import shutil

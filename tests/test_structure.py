@@ -28,7 +28,8 @@ CONTRACT = (
     "save_model",
 )
 # The generated files a user reads, and the most lines each may have.
-BUDGETS = {"train.py": 400, "config.py": 300, "task.py": 220}
+# task.py: token classification (tag checks, sub-token labels) is the longest task so far.
+BUDGETS = {"train.py": 400, "config.py": 300, "task.py": 260}
 
 
 def defined_names(path):

@@ -45,9 +45,12 @@ from transformers import AutoModelForTokenClassification
 
 import pretrained
 from config import UsageError, option
+from conll import read_conll
 
 NAME = "token-classification"
 MODEL_CLASS = AutoModelForTokenClassification
+# CoNLL files (conll.py), besides the formats the datasets library reads (data.py).
+FILE_READERS = {".conll": read_conll}
 
 
 @dataclass
@@ -67,28 +70,6 @@ class Options:
         "Comma-separated evaluate metrics: local module directories (offline) or hub names.",
         path=True,
     )
-
-
-def read_conll(path):
-    """A CoNLL file: one word per line with its tag in the last column, a blank line between
-    sentences; -DOCSTART- lines are skipped."""
-    sentences, words, tags = [], [], []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        fields = line.split()
-        if fields and fields[0] != "-DOCSTART-":
-            if len(fields) < 2:
-                raise UsageError(f"Line {number} of {path} has a word but no tag.")
-            words.append(fields[0])
-            tags.append(fields[-1])
-        elif words:
-            sentences.append({"tokens": words, "ner_tags": tags})
-            words, tags = [], []
-    if words:
-        sentences.append({"tokens": words, "ner_tags": tags})
-    return datasets.Dataset.from_list(sentences)
-
-
-FILE_READERS = {".conll": read_conll}
 
 
 def data_columns(cfg):

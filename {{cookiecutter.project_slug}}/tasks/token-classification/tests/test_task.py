@@ -61,7 +61,11 @@ def test_only_the_first_sub_token_of_a_word_carries_its_tag(prepared):
     row = split_word_row(train_set)
     words, tags = raw["train"][row]["tokens"], raw["train"][row]["ner_tags"]
     encoded = tokenizer(words, is_split_into_words=True)
-    firsts = [i for i, w in enumerate(encoded.word_ids()) if w is not None and w != encoded.word_ids()[i - 1]]
+    firsts = [
+        i
+        for i, w in enumerate(encoded.word_ids())
+        if w is not None and w != encoded.word_ids()[i - 1]
+    ]
     labels = train_set[row]["labels"]
     assert [names[labels[i]] for i in firsts] == tags
     assert all(label == -100 for i, label in enumerate(labels) if i not in firsts)
@@ -92,7 +96,12 @@ def test_scores_count_each_word_once_whatever_its_sub_tokens(prepared):
     # Logits that give every word its true tag at its first sub-token and a wrong one elsewhere.
     right = batch["word_labels"].clamp(min=0)
     logits = torch.nn.functional.one_hot((right + 1) % len(names), len(names)).float()
-    logits = logits + 2 * torch.nn.functional.one_hot(right, len(names)) * (batch["word_labels"] >= 0)[..., None]
+    logits = (
+        logits
+        + 2
+        * torch.nn.functional.one_hot(right, len(names))
+        * (batch["word_labels"] >= 0)[..., None]
+    )
     gathered = {k: v.tolist() for k, v in task.eval_predictions(logits, batch).items()}
     scores = task.eval_scores(cfg, 0.0, gathered, names)
     assert scores["eval_accuracy"] == scores["eval_f1"] == 1.0
@@ -105,7 +114,9 @@ def test_conll_and_jsonl_files_train_the_same_model(tmp_path):
     jsonl = tmp_path / "sample.jsonl"
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
     conll = tmp_path / "sample.conll"
-    sentences = ["\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["ner_tags"], strict=True)) for r in rows]
+    sentences = [
+        "\n".join(f"{w} {t}" for w, t in zip(r["tokens"], r["ner_tags"], strict=True)) for r in rows
+    ]
     conll.write_text("-DOCSTART- O\n\n" + "\n\n".join(sentences) + "\n")
     for name, path in (("jsonl", jsonl), ("conll", conll)):
         run_train(tmp_path / name, max_steps=3, train_file=path, validation_file=path)
@@ -116,7 +127,11 @@ def test_conll_and_jsonl_files_train_the_same_model(tmp_path):
 def test_tag_names_travel_with_the_final_model(tmp_path):
     run_train(tmp_path / "run", max_steps=2)
     model = task.MODEL_CLASS.from_pretrained(tmp_path / "run" / "final")
-    tags = {tag for line in (PROJECT / TINY["train_file"]).open() for tag in json.loads(line)["ner_tags"]}
+    tags = {
+        tag
+        for line in (PROJECT / TINY["train_file"]).open()
+        for tag in json.loads(line)["ner_tags"]
+    }
     assert set(model.config.label2id) == tags
 
 
@@ -131,7 +146,9 @@ def test_classlabel_tags_keep_their_own_names(tmp_path):
             "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
         }
     )
-    ids = [{"tokens": r["tokens"], "ner_tags": [names.index(t) for t in r["ner_tags"]]} for r in rows]
+    ids = [
+        {"tokens": r["tokens"], "ner_tags": [names.index(t) for t in r["ner_tags"]]} for r in rows
+    ]
     path = tmp_path / "tagged.parquet"
     datasets.Dataset.from_list(ids, features=features).to_parquet(path)
     run_train(tmp_path / "run", max_steps=2, train_file=path, validation_file=path)
