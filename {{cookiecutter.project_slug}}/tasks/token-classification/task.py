@@ -189,17 +189,12 @@ def prepare_datasets(cfg, raw, tokenizer):
 
 def collate(rows, tokenizer):
     batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
-    length = batch["input_ids"].shape[1]
     # Label rows are padded with -100 like the input ids: padding is neither trained nor scored.
+    # The attention mask marks each row's tokens, in order, on whichever side padding went.
+    tokens = batch["attention_mask"].bool()
     for key in ("labels", "word_labels"):
-        padded = torch.full((len(rows), length), -100)
-        for i, row in enumerate(rows):
-            values = torch.tensor(row[key])
-            if tokenizer.padding_side == "left":
-                padded[i, length - len(values) :] = values
-            else:
-                padded[i, : len(values)] = values
-        batch[key] = padded
+        batch[key] = torch.full_like(batch["input_ids"], -100)
+        batch[key][tokens] = torch.tensor([label for row in rows for label in row[key]])
     return batch
 
 
