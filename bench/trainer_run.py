@@ -1,9 +1,9 @@
 """The transformers Trainer doing the same work as the generated train.py.
 
 Same data, tokenization, collation, model, batch, linear warmup/decay, clipping, logging
-interval, the same order of samples (common.TrainOrder); the Trainer's default AdamW (fused, "adamw_torch_fused"); no checkpoints; with
---do_eval true Trainer.evaluate() after training (with accuracy/F1 for classification); the
-final model saved like train.py saves it.
+interval, the same order of samples (common.TrainOrder); the Trainer's default AdamW (fused,
+"adamw_torch_fused"); no checkpoints; with --do_eval true Trainer.evaluate() after training
+(with accuracy/F1 for classification); the final model saved like train.py saves it.
 
     cd <generated project> && python <repo>/bench/trainer_run.py --task causal-lm --output_dir X
 """

@@ -60,7 +60,9 @@ def load_raw_datasets(cfg, columns):
     """Train and validation splits holding the `columns` ({option: column}) the task reads."""
     if cfg.dataset_name:
         sources = {"train": f"dataset_name {cfg.dataset_name}"}
-        raw = load_or_explain(sources["train"], cfg.dataset_name, cfg.dataset_config_name)
+        raw = load_or_explain(
+            sources["train"], datasets.load_dataset, cfg.dataset_name, cfg.dataset_config_name
+        )
     else:
         files = {"train": ("train_file", cfg.train_file)}
         if cfg.validation_file:
@@ -97,11 +99,14 @@ def load_files(files, sources):
             return datasets.load_dataset(builders["train"], data_files=paths)
     raw = datasets.DatasetDict()
     for split, (_, path) in files.items():
-        if isinstance(builders[split], str):
-            loaded = load_or_explain(sources[split], builders[split], data_files={split: path})
+        builder = builders[split]
+        if isinstance(builder, str):
+            loaded = load_or_explain(
+                sources[split], datasets.load_dataset, builder, data_files={split: path}
+            )
             raw[split] = loaded[split]
         else:  # the task's own reader
-            raw[split] = load_or_explain(sources[split], builders[split], path)
+            raw[split] = load_or_explain(sources[split], builder, path)
     return raw
 
 
@@ -118,12 +123,11 @@ def builder_for(option, path):
     return readers[Path(path).suffix]
 
 
-def load_or_explain(source, builder, *args, **kwargs):
-    """datasets.load_dataset(builder, ...), or builder(...) where it is the task's reader."""
+def load_or_explain(source, load, *args, **kwargs):
+    """load(*args, **kwargs) (datasets.load_dataset or a task's reader), any error but ours
+    turned into one sentence that names `source`."""
     try:
-        if callable(builder):
-            return builder(*args, **kwargs)
-        return datasets.load_dataset(builder, *args, **kwargs)
+        return load(*args, **kwargs)
     except UsageError:
         raise
     except Exception as error:

@@ -14,46 +14,32 @@ TINY_TASK_OPTIONS = {
 # The formats a user's own data comes in (test_usability.py): csv cannot hold lists of words.
 OWN_DATA_FORMATS = (".jsonl", ".parquet")
 
+
+def both_splits(name):
+    """A bad file given as both splits, so the bundled validation split's tags do not fail the
+    check first."""
+    return {"train_file": f"{{{name}}}", "validation_file": f"{{{name}}}"}
+
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
-# task_material() or the shared material in test_errors.py. A bad file is given as both splits,
-# so that the bundled validation split's tags do not fail the check first.
+# task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [
     ("a missing tag column", {"label_column_name": "tags"}, "Column 'tags'"),
     (
         "words and tags of unequal length",
-        {"train_file": "{unequal}", "validation_file": "{unequal}"},
+        both_splits("unequal"),
         "Row 1 of the train data has 3 words but 2 tags",
     ),
-    (
-        "a sentence with no words",
-        {"train_file": "{no_words}", "validation_file": "{no_words}"},
-        "Row 0 of the train data has no",
-    ),
-    (
-        "an unknown tag scheme",
-        {"train_file": "{plain_tags}", "validation_file": "{plain_tags}"},
-        "are not IOB2 or IOBES",
-    ),
-    (
-        "tag ids without names",
-        {"train_file": "{tag_ids}", "validation_file": "{tag_ids}"},
-        "holds numbers without names",
-    ),
-    (
-        "a text where words belong",
-        {"train_file": "{text_not_words}", "validation_file": "{text_not_words}"},
-        "holds single values",
-    ),
+    ("a sentence with no words", both_splits("no_words"), "Row 0 of the train data has no"),
+    ("an unknown tag scheme", both_splits("plain_tags"), "are not IOB2 or IOBES"),
+    ("tag ids without names", both_splits("tag_ids"), "holds numbers without names"),
+    ("a text where words belong", both_splits("text_not_words"), "holds single values"),
     (
         "validation tags unseen in training",
         {"validation_file": "{unseen_tags}"},
         "never occur in the training",
     ),
-    (
-        "a CoNLL line without a tag",
-        {"train_file": "{conll_without_tag}", "validation_file": "{conll_without_tag}"},
-        "has a word but no tag",
-    ),
+    ("a CoNLL line without a tag", both_splits("conll_without_tag"), "has a word but no tag"),
     (
         "tags that do not match the model's head",
         {"model_name_or_path": "{two_tag_model}"},
