@@ -18,7 +18,8 @@ OWN_DATA_FORMATS = (".jsonl", ".parquet")
 def both_splits(name):
     """A bad file given as both splits, so the bundled validation split's tags do not fail the
     check first."""
-    return {"train_file": f"{{{name}}}", "validation_file": f"{{{name}}}"}
+    placeholder = "{" + name + "}"
+    return {"train_file": placeholder, "validation_file": placeholder}
 
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
