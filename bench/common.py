@@ -19,7 +19,9 @@ import torch  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True, choices=["causal-lm", "text-classification", "token-classification"])
+    parser.add_argument(
+        "--task", required=True, choices=["causal-lm", "text-classification", "token-classification", "custom"]
+    )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--max_steps", type=int, default=200)
     parser.add_argument("--per_device_train_batch_size", type=int, default=16)
@@ -33,6 +35,7 @@ def parse_args(argv=None):
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--torch_compile", default="false", choices=["true", "false"])
     parser.add_argument("--model_name_or_path", default=None, help="Pretrained directory; default: fresh tiny.")
+    parser.add_argument("--config_name", default=None, help="Config directory of a fresh model; default: tiny.")
     parser.add_argument("--train_file", default=None)
     parser.add_argument("--validation_file", default=None)
     parser.add_argument("--packing", default="true", choices=["true", "false"], help="causal-lm only.")
@@ -41,11 +44,14 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     for flag in ("torch_compile", "packing", "do_eval"):
         setattr(args, flag, getattr(args, flag) == "true")
-    args.model_dir = args.model_name_or_path or f"assets/{args.task}/tiny-model"
+    args.model_dir = args.model_name_or_path or args.config_name or f"assets/{args.task}/tiny-model"
     return args
 
 
 def load_tokenizer(args):
+    """The task's tokenizer; None for the custom task (model.py reads numbers)."""
+    if args.task == "custom":
+        return None
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
@@ -61,6 +67,17 @@ def prepare_data(args, tokenizer):
     files["validation"] = args.validation_file or files["validation"]
     raw = datasets.load_dataset("json", data_files=files)
     label_names = None
+    if args.task == "custom":  # every column but the label, as float32 rows; labels as ids
+        label_names = sorted(raw["train"].unique("label"))
+        columns = [name for name in raw["train"].column_names if name != "label"]
+        prepared = [
+            datasets.Dataset.from_dict({
+                "features": [[row[name] for name in columns] for row in split],
+                "labels": [label_names.index(row["label"]) for row in split],
+            })
+            for split in (raw["train"], raw["validation"])
+        ]  # fmt: skip
+        return prepared[0], prepared[1], label_names
     if args.task == "causal-lm":
         block, packing = args.block_size, args.packing
 
@@ -102,6 +119,11 @@ def prepare_data(args, tokenizer):
 
 def make_collate(task, tokenizer):
     def collate(rows):  # pad to the longest in the batch; no loss on padding
+        if task == "custom":
+            return {
+                "features": torch.tensor([row["features"] for row in rows], dtype=torch.float32),
+                "labels": torch.tensor([row["labels"] for row in rows]),
+            }
         batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
         if task == "causal-lm":
             batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
@@ -134,8 +156,41 @@ class TrainOrder(torch.utils.data.Sampler):
         return iter(torch.randperm(self.num_samples, generator=generator).tolist())
 
 
-def build_model(args, tokenizer, label_names):
+class CustomWithLoss(torch.nn.Module):
+    """The generated model.py's Model, standardized with the training data's statistics as
+    task.py does, answering like a transformers model (loss and logits) for the floor and the
+    Trainer."""
+
+    def __init__(self, args, train_set, label_names):
+        import json
+        import sys
+
+        sys.path.insert(0, os.getcwd())  # the generated project's model.py
+        from model import Model
+
+        super().__init__()
+        table = torch.tensor(train_set["features"], dtype=torch.float64)
+        config = json.loads(open(os.path.join(args.model_dir, "config.json")).read())
+        self.model = Model(
+            [f"x{i}" for i in range(table.shape[1])], table.mean(0).tolist(), table.std(0, correction=0).tolist(),
+            [str(name) for name in label_names], **config,
+        )  # fmt: skip
+
+    def forward(self, features, labels=None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        logits = self.model(features)
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def save_pretrained(self, directory):
+        self.model.save_pretrained(directory)
+
+
+def build_model(args, tokenizer, label_names, train_set=None):
     """The model, pretrained or fresh from the project's tiny config; call after seeding."""
+    if args.task == "custom":
+        return CustomWithLoss(args, train_set, label_names)
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -172,7 +227,7 @@ def scores(task, loss_sum, target_count, predictions, references):
     """Eval loss (mean over targets) and, for classification, accuracy and macro F1, computed
     like the generated project's metrics module."""
     result = {"eval_loss": loss_sum / target_count}
-    if task == "text-classification":
+    if task in ("text-classification", "custom"):
         pairs = list(zip(predictions, references))
         labels = sorted(set(predictions) | set(references))
         f1 = [2 * sum(p == r == c for p, r in pairs) / (predictions.count(c) + references.count(c)) for c in labels]

@@ -24,7 +24,7 @@ args = common.parse_args()
 torch.manual_seed(args.seed)
 tokenizer = common.load_tokenizer(args)
 train_set, eval_set, label_names = common.prepare_data(args, tokenizer)
-model = common.build_model(args, tokenizer, label_names)
+model = common.build_model(args, tokenizer, label_names, train_set)
 if args.torch_compile:
     model = torch.compile(model)
 optimizer = torch.optim.AdamW(common.param_groups(model, args.weight_decay), lr=args.learning_rate, fused=True)
@@ -77,5 +77,6 @@ if args.do_eval:
 log.close()
 final = os.path.join(args.output_dir, "final")
 getattr(model, "_orig_mod", model).save_pretrained(final)
-tokenizer.save_pretrained(final)
+if tokenizer is not None:
+    tokenizer.save_pretrained(final)
 print(f"floor: {step} updates done")

@@ -19,7 +19,7 @@ args = common.parse_args()
 set_seed(args.seed)
 tokenizer = common.load_tokenizer(args)
 train_set, eval_set, label_names = common.prepare_data(args, tokenizer)
-model = common.build_model(args, tokenizer, label_names)
+model = common.build_model(args, tokenizer, label_names, train_set)
 training_args = TrainingArguments(
     output_dir=args.output_dir,
     max_steps=args.max_steps,
@@ -54,10 +54,11 @@ class SameOrderTrainer(Trainer):
 
 trainer = SameOrderTrainer(
     model=model, args=training_args, train_dataset=train_set, data_collator=common.make_collate(args.task, tokenizer),
-    compute_metrics=compute_metrics if args.task == "text-classification" else None,
+    compute_metrics=compute_metrics if args.task in ("text-classification", "custom") else None,
 )  # fmt: skip
 trainer.train()
 if args.do_eval:
     print(trainer.evaluate(eval_set))
 trainer.save_model(os.path.join(args.output_dir, "final"))
-tokenizer.save_pretrained(os.path.join(args.output_dir, "final"))
+if tokenizer is not None:
+    tokenizer.save_pretrained(os.path.join(args.output_dir, "final"))

@@ -3,8 +3,9 @@ exclude, and say what to run next.
 
 Runs inside the generated project. Each task lives in the template as one folder,
 tasks/<task>/, holding task.py (its data, model, loss and metrics, against the contract at the
-top of that file), its tests and any files it needs (metric modules). The chosen folder is moved
-into the project root and the rest removed, so the project holds one task and no dead code.
+top of that file), its tests and any files only it needs. The chosen folder is moved into the
+project root and the rest removed; what several tasks share (pretrained.py, the metric modules
+under metrics/) stays only where task.py uses it, so the project holds one task and no dead code.
 
 A local data file (the `dataset` answer) must exist; a relative path counts from the folder the
 project is created in. Its header decides the default text and label columns (answers
@@ -96,6 +97,18 @@ def choose_column(answer, columns, names, what):
     return found
 
 
+def remove_what_the_task_does_not_use():
+    """Shared modules stay only where task.py uses them: pretrained.py (transformers models) and
+    the metric modules under metrics/ that its options name."""
+    with open("task.py", encoding="utf-8") as stream:
+        source = stream.read()
+    if "import pretrained" not in source:
+        os.remove("pretrained.py")
+    for name in os.listdir("metrics"):
+        if f'"metrics/{name}"' not in source:
+            shutil.rmtree(os.path.join("metrics", name))
+
+
 def fit_task_to_data():
     """Default columns of task.py's options from the data file, or from the answers."""
     columns = None
@@ -126,6 +139,7 @@ if __name__ == "__main__":
         stop(f"The answer task={TASK!r} is not allowed; choose one of {tasks}.")
     move_tree(os.path.join("tasks", TASK), ".")
     shutil.rmtree("tasks")
+    remove_what_the_task_does_not_use()
     for other in os.listdir("assets"):
         if other != TASK:
             shutil.rmtree(os.path.join("assets", other))

@@ -15,7 +15,7 @@ from conftest import DEFAULTS, TEMPLATE, offline_env, tool, write_data_file
 LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
 LOCAL_DATA = "<local data file>"  # replaced by an absolute path made in the local_data fixture
 TASKS = tuple(DEFAULTS["task"])
-MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "pretrained.py", "task.py")
+MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "task.py")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 # Together these cover every task, every tracker, every mixed_precision, CI yes and no, the tiny
@@ -45,6 +45,7 @@ CASES = {
         "tracker": "mlflow",
     },
     "token-classification-defaults": {"task": "token-classification"},
+    "custom-defaults": {"task": "custom", "tracker": "tensorboard"},
     "token-classification-conll-hub": {
         "task": "token-classification",
         "model": "dslim/bert-base-NER",
@@ -139,8 +140,13 @@ def test_files_match_answers(case):
     assert (project / "assets" / task / "data" / "train.jsonl").is_file()
     assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
     assert (project / "conll.py").is_file() == (task == "token-classification")
-    metric = {"text-classification": "classification", "token-classification": "seqeval"}.get(task)
+    # A model of your own (model.py) instead of a transformers one (pretrained.py).
+    assert (project / "model.py").is_file() == (task == "custom")
+    assert (project / "pretrained.py").is_file() == (task != "custom")
+    metrics = {"text-classification": "classification", "token-classification": "seqeval", "custom": "classification"}
+    metric = metrics.get(task)
     if metric:
+        assert [path.name for path in (project / "metrics").iterdir()] == [metric]
         assert (project / "metrics" / metric / f"{metric}.py").is_file()
     else:
         assert not (project / "metrics").exists()
@@ -185,6 +191,7 @@ def test_config_defaults_match_answers(case):
     assert ("block_size" in cfg) == (task == "causal-lm")
     assert ("label_column_name" in cfg) == (task != "causal-lm")
     assert ("label_all_tokens" in cfg) == (task == "token-classification")
+    assert ("feature_columns" in cfg) == (task == "custom")
     if task != "causal-lm":
         for metric in cfg["metrics"].split(","):
             assert (project / metric).is_dir(), metric
@@ -311,6 +318,12 @@ def test_your_data_file_decides_the_default_columns(bake):
         "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_training.py", "-k", "shipped_config or debug_preset"
     )
     assert tests.returncode == 0, tests.stdout[-3000:]
+
+
+def test_the_label_column_is_found_for_the_custom_task(bake):
+    project = bake(task="custom", dataset="table.csv", data_columns=("note", "target"))
+    cfg = json.loads(generated_config(project))
+    assert (cfg["feature_columns"], cfg["label_column_name"]) == ("auto", "target")
 
 
 def test_word_and_tag_columns_are_found_for_token_classification(bake):

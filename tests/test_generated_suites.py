@@ -10,6 +10,7 @@ writes its progress, a line per test, to build/test-logs/<task>.log as it goes; 
 shows those lines while it waits.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -28,8 +29,24 @@ def start_suite(task, project, log):
         cwd=project,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**offline_env(), "OMP_NUM_THREADS": "1"},  # tiny models: one thread each, two suites at once
+        # Tiny models: one thread each, two suites at once. The guarantee tests append their
+        # measured differences to GUARANTEE_FIGURES (summarised in guarantee-figures.md).
+        env={**offline_env(), "OMP_NUM_THREADS": "1", "GUARANTEE_FIGURES": str(LOGS / f"{task}-figures.jsonl")},
     )
+
+
+def write_figures(tasks):
+    """build/test-logs/guarantee-figures.md: per task, the largest relative difference each
+    guarantee test measured between the two runs it compares (0 where it demands bit-identity)."""
+    lines = ["| task | test | compared | largest relative difference |", "|---|---|---|---|"]
+    for task in tasks:
+        path = LOGS / f"{task}-figures.jsonl"
+        largest = {}
+        for record in map(json.loads, path.read_text().splitlines() if path.exists() else []):
+            key = (record["test"].split("::")[-1], record["what"])
+            largest[key] = max(largest.get(key, 0.0), record["max_rel"])
+        lines += [f"| {task} | {test} | {what} | {value:.2e} |" for (test, what), value in sorted(largest.items())]
+    (LOGS / "guarantee-figures.md").write_text("\n".join(lines) + "\n")
 
 
 def test_generated_suites_pass(bake, tmp_path):
@@ -43,6 +60,7 @@ def test_generated_suites_pass(bake, tmp_path):
             shutil.copytree(bake(task=task), project)  # a copy, so the shared bake stays pristine
             assert list((project / "tests").glob("test_*.py")), f"the {task} project has no tests"
             log = (LOGS / f"{task}.log").open("w")
+            (LOGS / f"{task}-figures.jsonl").unlink(missing_ok=True)
             running[task] = (start_suite(task, project, log), log)
         time.sleep(1)
         for task, (process, log) in list(running.items()):
@@ -54,5 +72,6 @@ def test_generated_suites_pass(bake, tmp_path):
     for process, _ in running.values():
         process.kill()
     assert not running, f"suites still running after an hour: {sorted(running)}"
+    write_figures(DEFAULTS["task"])
     report = "\n".join(f"{task} suite failed:\n{(LOGS / f'{task}.log').read_text()[-8000:]}" for task in failed)
     assert not failed, report

@@ -22,6 +22,7 @@ CONTRACT = (
     "collate",
     "build_model",
     "target_counts",
+    "count_tokens",
     "summed_losses",
     "eval_predictions",
     "eval_scores",
@@ -126,8 +127,8 @@ def test_a_replayed_unknown_task_gets_one_sentence(run_cookiecutter, cookiecutte
     )
     assert result.returncode != 0
     sentence = (
-        "The answer task='translation' is not allowed; choose one of causal-lm, text-classification, "
-        "token-classification."
+        "The answer task='translation' is not allowed; choose one of causal-lm, custom, "
+        "text-classification, token-classification."
     )
     assert sentence in result.stderr
     assert not output_dir.exists() or list(output_dir.iterdir()) == []

@@ -13,6 +13,8 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
   person, location and organisation names tagged in IOB2
   (``{"tokens": [...], "ner_tags": ["B-PER", ...]}``), and its WordPiece
   tokenizer + BERT config.
+* ``custom/data/{train,validation}.jsonl``: penguin-like measurements in four numeric columns
+  and a species ``label``; ``custom/tiny-model/config.json``: the size of model.py's MLP.
 
 Generated projects can then train and test end to end without network access
 to any model or dataset hub. Everything is seeded, so re-running produces
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" 
 LM_DIR = ROOT / "causal-lm"
 CLS_DIR = ROOT / "text-classification"
 NER_DIR = ROOT / "token-classification"
+CUSTOM_DIR = ROOT / "custom"
 
 # --- causal-lm grammar -------------------------------------------------------
 
@@ -220,6 +223,26 @@ def ner_row(rng: random.Random) -> dict:
     return {"tokens": tokens, "ner_tags": tags}
 
 
+# --- custom (tabular) sample ---------------------------------------------------
+
+# Penguin-like measurements: per species a mean and spread for each column, on very different
+# scales (millimetres and grams), so the model's standardization matters. The classes overlap.
+SPECIES = {
+    "adelie": {"bill_length_mm": (38.8, 2.7), "bill_depth_mm": (18.3, 1.2),
+               "flipper_length_mm": (190.0, 6.5), "body_mass_g": (3700.0, 460.0)},
+    "chinstrap": {"bill_length_mm": (48.8, 3.3), "bill_depth_mm": (18.4, 1.1),
+                  "flipper_length_mm": (196.0, 7.1), "body_mass_g": (3730.0, 380.0)},
+    "gentoo": {"bill_length_mm": (47.5, 3.1), "bill_depth_mm": (15.0, 1.0),
+               "flipper_length_mm": (217.0, 6.5), "body_mass_g": (5080.0, 500.0)},
+}  # fmt: skip
+
+
+def penguin_row(rng: random.Random) -> dict:
+    label = rng.choice(sorted(SPECIES))
+    row = {name: round(rng.gauss(mean, spread * 1.5), 1) for name, (mean, spread) in SPECIES[label].items()}
+    return {**row, "label": label}
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as f:
@@ -360,6 +383,13 @@ def build_token_classifier(sentences: list[list[str]]) -> None:
     assert logits.shape[-1] == 7 and batch.word_ids(0)[1] == 0, logits.shape
 
 
+def build_custom_model_config() -> None:
+    """model.py's size: the constructor arguments that do not come from the data."""
+    out = CUSTOM_DIR / "tiny-model" / "config.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 2, "dropout": 0.0}, indent=2) + "\n")
+
+
 def main() -> None:
     rng = random.Random(0)
     lm_train, lm_val = lm_rows(rng, 2000), lm_rows(rng, 200)
@@ -377,6 +407,11 @@ def main() -> None:
     ner_val = [ner_row(ner_rng) for _ in range(200)]
     write_jsonl(NER_DIR / "data" / "train.jsonl", ner_train)
     write_jsonl(NER_DIR / "data" / "validation.jsonl", ner_val)
+
+    custom_rng = random.Random(2)
+    write_jsonl(CUSTOM_DIR / "data" / "train.jsonl", [penguin_row(custom_rng) for _ in range(1000)])
+    write_jsonl(CUSTOM_DIR / "data" / "validation.jsonl", [penguin_row(custom_rng) for _ in range(200)])
+    build_custom_model_config()
 
     torch.manual_seed(0)
     build_causal_lm([r["text"] for r in lm_train])

@@ -235,6 +235,8 @@ def save_final_model(accelerator, model, tokenizer, cfg):
         final, partial = Path(cfg.output_dir, "final"), Path(cfg.output_dir, ".tmp-final")
         shutil.rmtree(partial, ignore_errors=True)
         unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+        # Under torch_compile the names carry the compiled wrapper's prefix; final/ must not.
+        state_dict = {name.removeprefix("_orig_mod."): value for name, value in state_dict.items()}
         task.save_model(unwrapped, tokenizer, partial, state_dict)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)

@@ -4,8 +4,17 @@ The learning rate is not the optimizer's business here: train.py sets it before 
 from lr_at(), a pure function of the update number.
 """
 
+import functools
+
+import accelerate.optimizer
 import torch
 from transformers.optimization import Adafactor
+
+# Accelerate's optimizer.step() asks importlib twice per update whether the lomo_optim package is
+# installed: about 0.3 ms, a quarter of a small MLP's whole update on CPU (bench/README.md). The
+# answer cannot change during a run, so it is asked once. (The guard: accelerate may rename it.)
+if hasattr(accelerate.optimizer, "is_lomo_available"):
+    accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
 
 # Devices with PyTorch's fused AdamW kernel: one kernel updates every parameter, several times
 # faster than the per-tensor loop (4.6x for a MiniLM-size model on one CPU thread). The

@@ -307,8 +307,8 @@ def train(cfg):
     windows = update_windows(train_set, state, cfg, accelerator, loader_options)
     for window, epoch, epoch_end in windows:
         # Counted from the loader's CPU tensors: no device sync.
-        totals.tokens += sum(int(batch["attention_mask"].sum()) for batch in window)
-        totals.samples += sum(len(batch["input_ids"]) for batch in window)
+        totals.tokens += sum(task.count_tokens(batch) for batch in window)
+        totals.samples += sum(len(batch["labels"]) for batch in window)
         window = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in window]
         update_loss = accumulate_gradients(accelerator, model, window)
         grad_norm = accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm or math.inf)

@@ -86,11 +86,6 @@ ROWS = [
         "no data",
     ),
     (
-        "a missing text column",
-        {"text_column_name": "body"},
-        "Column 'body' (text_column_name) is not in train_file",
-    ),
-    (
         "a model path that is not a directory",
         {"model_name_or_path": "./no-such-model"},
         "is not a local directory",

@@ -17,6 +17,7 @@ from conftest import (
     final_weights,
     kill_group,
     losses,
+    record_difference,
     run_train,
     start_train,
     train_records,
@@ -169,6 +170,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, model_with_dropout):
     assert learning_rates(interrupted) == learning_rates(reference)
     weights, resumed = final_weights(reference), final_weights(interrupted)
     assert all(torch.equal(weights[name], resumed[name]) for name in weights)
+    record_difference("losses and weights, bit for bit", 0.0)
 
 
 @pytest.mark.slow
@@ -250,10 +252,9 @@ def test_logged_loss_is_the_mean_of_the_window(tmp_path):
     every, windowed = tmp_path / "every", tmp_path / "windowed"
     run_train(every, max_steps=12)
     run_train(windowed, max_steps=12, logging_steps=4)
-    per_update = losses(every)
-    for step, loss in losses(windowed).items():
-        window = [per_update[s] for s in range(step - 3, step + 1)]
-        assert math.isclose(loss, sum(window) / 4, rel_tol=1e-6)
+    per_update, logged = losses(every), losses(windowed)
+    means = {step: sum(per_update[s] for s in range(step - 3, step + 1)) / 4 for step in logged}
+    assert_close_values(logged, means, 1e-6, "logged loss vs the mean of its window")
 
 
 @pytest.mark.loop

@@ -1,6 +1,7 @@
 """The workflow end to end: the debug preset trains, every shipped config runs, checkpoints
 resume, and final/ loads with from_pretrained."""
 
+import functools
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from conftest import (
     FLAT_EVALS_EVERY_2,
     PROJECT,
     arguments,
+    assert_close_values,
     environment,
     eval_records,
     final_weights,
@@ -21,7 +23,6 @@ from conftest import (
     run_config,
     run_train,
 )
-from transformers import AutoTokenizer
 
 from task import MODEL_CLASS, NAME
 
@@ -52,15 +53,31 @@ def test_every_shipped_config_runs_a_step(tmp_path, config):
     assert max(r["step"] for r in records(out) if "loss" in r) == 2
 
 
-def test_final_model_loads_with_from_pretrained_and_predicts(tmp_path):
+def test_final_model_reloads_and_scores_like_the_last_eval(tmp_path, monkeypatch):
+    """final/ is predict-ready: loaded with the task's MODEL_CLASS alone, it scores the
+    validation data exactly as the run's last evaluation did."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    import cli
+    import data
+    import task
+    from train import Config, evaluate
+
     out = tmp_path / "run"
-    run_train(out, max_steps=3)
-    model = MODEL_CLASS.from_pretrained(out / "final")
-    tokenizer = AutoTokenizer.from_pretrained(out / "final")
-    inputs = tokenizer(["the model reads this"], return_tensors="pt")
-    with torch.no_grad():
-        logits = model(**inputs).logits
-    assert torch.isfinite(logits).all()
+    run_train(out, max_steps=3, eval_strategy="steps", eval_steps=3)
+    monkeypatch.chdir(PROJECT)
+    final = out / "final"
+    cfg = cli.parse_args(arguments(out, model_name_or_path=final, config_name="null"), Config)
+    tokenizer, _ = task.load_tokenizer_and_config(cfg)
+    _, eval_set, label_names = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer)
+    collate = functools.partial(task.collate, tokenizer=tokenizer)
+    loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
+    scores = evaluate(
+        Accelerator(cpu=True), MODEL_CLASS.from_pretrained(final), loader, cfg, label_names
+    )
+    last = {name: value for name, value in eval_records(out)[-1].items() if name in scores}
+    assert_close_values(scores, last, 1e-6, "final/ against the last eval")
 
 
 @pytest.mark.loop
@@ -142,7 +159,9 @@ def test_help_lists_every_option():
     "options",
     [
         {"mixed_precision": "bf16"},
+{% if cookiecutter.task != "custom" %}
         {"gradient_checkpointing": "true"},
+{% endif %}
         {"optim": "adafactor"},
         {"optim": "sgd", "learning_rate": 0.1},
         {"dataloader_num_workers": 2},
@@ -252,6 +271,7 @@ def test_adamw_is_fused_where_pytorch_has_the_kernel(tmp_path):
     torch.testing.assert_close(weights[0], weights[1])
 
 
+{% if cookiecutter.task != "custom" %}
 def test_evaluation_goes_longest_first_and_keeps_every_sample(monkeypatch):
     from accelerate import Accelerator
 
@@ -269,6 +289,32 @@ def test_evaluation_goes_longest_first_and_keeps_every_sample(monkeypatch):
     lengths = [len(ids) for ids in eval_set["input_ids"]]
     assert lengths == sorted(lengths, reverse=True)
     assert sorted(map(str, eval_set)) == sorted(map(str, unsorted))
+
+
+{% endif %}
+@pytest.mark.loop
+def test_an_update_makes_no_importlib_lookups(monkeypatch):
+    """accelerate's optimizer.step() looks for the lomo_optim package on every update unless
+    optim.py's cached answer stands in: steady updates then ask importlib nothing."""
+    import importlib.util
+
+    from accelerate import Accelerator
+
+    from optim import build_optimizer
+    from train import Config
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = build_optimizer(Config(), model, torch.device("cpu"))
+    model, optimizer = Accelerator(cpu=True).prepare(model, optimizer)
+    lookups, find_spec = [], importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda *a, **k: lookups.append(a) or find_spec(*a, **k)
+    )
+    for _ in range(3):
+        model(torch.randn(3, 4)).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert len(lookups) <= 1, f"importlib asked {lookups} during 3 updates"
 
 
 @pytest.mark.loop

@@ -19,6 +19,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
     build_model(cfg, config, label_names)
                                          -> the model: pretrained weights or fresh from config
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
+    count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
     eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
     eval_scores(cfg, eval_loss, gathered, label_names)
@@ -114,6 +115,10 @@ def build_model(cfg, config, label_names):
 
 def target_counts(batch):
     return (batch["labels"] != -100).sum(1)
+
+
+def count_tokens(batch):
+    return int(batch["attention_mask"].sum())
 
 
 def summed_losses(model, batch):

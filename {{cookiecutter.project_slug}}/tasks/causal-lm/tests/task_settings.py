@@ -13,9 +13,18 @@ TINY_TASK_OPTIONS = {
 # The formats a user's own data comes in (test_usability.py).
 OWN_DATA_FORMATS = (".csv", ".jsonl")
 
+# A wider model whose checkpoints take longer to write than its updates take to run
+# (test_reliability.py): config.json names.
+WIDER_MODEL = {"n_embd": 384, "n_layer": 4, "n_inner": 1536}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [
+    (
+        "a missing text column",
+        {"text_column_name": "body"},
+        "Column 'body' (text_column_name) is not in train_file",
+    ),
     (
         "too few sequences for packing",
         {"packing": "true", "block_size": 256, "max_train_samples": 1},

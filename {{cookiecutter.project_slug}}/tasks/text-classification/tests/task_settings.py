@@ -14,9 +14,18 @@ TINY_TASK_OPTIONS = {
 # The formats a user's own data comes in (test_usability.py).
 OWN_DATA_FORMATS = (".csv", ".jsonl")
 
+# A wider model whose checkpoints take longer to write than its updates take to run
+# (test_reliability.py): config.json names.
+WIDER_MODEL = {"hidden_size": 384, "num_hidden_layers": 4, "intermediate_size": 1536}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [
+    (
+        "a missing text column",
+        {"text_column_name": "body"},
+        "Column 'body' (text_column_name) is not in train_file",
+    ),
     ("a missing label column", {"label_column_name": "sentiment"}, "Column 'sentiment'"),
     (
         "validation labels unseen in training",

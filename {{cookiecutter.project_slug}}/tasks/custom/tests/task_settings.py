@@ -1,0 +1,100 @@
+"""What the shared tests need to know about this task: its options for the tiny runs, and its
+bad-input rows for tests/test_errors.py."""
+
+import json
+from pathlib import Path
+
+TINY_TASK_OPTIONS = {
+    # The bundled sample's columns: the project's defaults may name those of your own data.
+    "feature_columns": "auto",
+    "label_column_name": "label",
+}
+
+# The formats a user's own data comes in (test_usability.py).
+OWN_DATA_FORMATS = (".csv", ".jsonl", ".parquet")
+
+# A wider model whose checkpoints take longer to write than its updates take to run
+# (test_reliability.py): config.json names.
+WIDER_MODEL = {"hidden_size": 2048, "num_hidden_layers": 4}
+
+# (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
+# task_material() or the shared material in test_errors.py.
+TASK_ERROR_ROWS = [
+    ("a missing label column", {"label_column_name": "species"}, "Column 'species'"),
+    (
+        "a feature column not in the data",
+        {"feature_columns": "beak,bill_depth_mm"},
+        "Column 'beak' (feature_columns[0]) is not in train_file",
+    ),
+    ("a text column among the features", {"train_file": "{with_text}"}, "holds string, not"),
+    ("a list column among the features", {"train_file": "{with_list}"}, "holds list, not"),
+    ("a missing value", {"train_file": "{with_gap}"}, "Row 1 of the train data has no number"),
+    (
+        "validation labels unseen in training",
+        {"validation_file": "{unseen_labels}"},
+        "never occur in the training",
+    ),
+    (
+        "labels that do not match the saved model",
+        {"model_name_or_path": "{two_label_model}"},
+        "has labels ['a', 'b'] but the data",
+    ),
+    (
+        "columns that do not match the saved model",
+        {"model_name_or_path": "{two_column_model}"},
+        "reads columns ['x', 'y'], not",
+    ),
+    (
+        "a transformers-only option",
+        {"gradient_checkpointing": "true"},
+        "gradient_checkpointing applies to transformers models",
+    ),
+    (
+        "a model config given as pretrained weights",
+        {"model_name_or_path": "assets/custom/tiny-model"},
+        "holds no trained model",
+    ),
+    (
+        "a model directory without config.json",
+        {"model_name_or_path": "{empty_directory}"},
+        "holds no readable config.json",
+    ),
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def task_material(root):
+    """Data files with each mistake, and saved models that read other labels and columns."""
+    from model import Model
+
+    project = Path(__file__).resolve().parents[1]
+    assets = next((project / "assets").iterdir())
+    good = [json.loads(line) for line in (assets / "data" / "train.jsonl").open()][:40]
+    gap = [dict(row) for row in good]
+    gap[1]["body_mass_g"] = None
+    shape = {"feature_mean": [0.0, 0.0], "feature_std": [1.0, 1.0], "hidden_size": 4}
+    Model(["x", "y"], label_names=["adelie", "chinstrap", "gentoo"], **shape).save_pretrained(
+        root / "two-columns"
+    )
+    columns = [name for name in good[0] if name != "label"]
+    Model(columns, [0.0] * 4, [1.0] * 4, ["a", "b"], hidden_size=4).save_pretrained(
+        root / "two-labels"
+    )
+    (root / "empty-model").mkdir()
+    return {
+        "with_text": write_jsonl(
+            root / "text.jsonl", [{**row, "island": "Biscoe"} for row in good]
+        ),
+        "with_list": write_jsonl(root / "list.jsonl", [{**row, "size": [1, 2]} for row in good]),
+        "with_gap": write_jsonl(root / "gap.jsonl", gap),
+        "unseen_labels": write_jsonl(
+            root / "unseen.jsonl", [{**r, "label": "emperor"} for r in good]
+        ),
+        "two_label_model": root / "two-labels",
+        "two_column_model": root / "two-columns",
+        "empty_directory": root / "empty-model",
+    }

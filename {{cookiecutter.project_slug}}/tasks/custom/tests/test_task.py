@@ -1,0 +1,94 @@
+"""What only the custom task does: a plain nn.Module from model.py, raw numeric columns
+standardized inside the model with the training data's statistics."""
+
+import json
+
+import numpy as np
+import torch
+from conftest import PROJECT, TINY, eval_records, run_train
+
+from model import Model
+
+
+def bundled_rows():
+    return [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()]
+
+
+def test_the_model_is_a_plain_module_that_rebuilds_from_final(tmp_path):
+    from transformers import PreTrainedModel
+
+    out = tmp_path / "run"
+    run_train(out, max_steps=3)
+    assert sorted(path.name for path in (out / "final").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    model = Model.from_pretrained(out / "final")
+    assert not isinstance(model, PreTrainedModel)
+    rows = bundled_rows()[: TINY["max_train_samples"]]
+    features = [name for name in rows[0] if name != "label"]
+    table = np.array([[row[name] for name in features] for row in rows])
+    # The training rows' statistics (population std), taken once and saved with the model.
+    assert model.config["feature_names"] == features
+    np.testing.assert_allclose(model.config["feature_mean"], table.mean(0))
+    np.testing.assert_allclose(model.config["feature_std"], table.std(0))
+    assert model.config["label_names"] == sorted({row["label"] for row in rows})
+
+
+def test_raw_columns_in_probabilities_out(tmp_path):
+    """Predicting needs only model.py: raw measurements, no preprocessing step."""
+    out = tmp_path / "run"
+    run_train(out, max_steps=3)
+    model = Model.from_pretrained(out / "final").eval()
+    row = bundled_rows()[0]
+    features = torch.tensor([[row[name] for name in model.config["feature_names"]]])
+    with torch.no_grad():
+        probabilities = model(features).softmax(-1)
+    assert probabilities.shape == (1, len(model.config["label_names"]))
+    assert torch.allclose(probabilities.sum(), torch.tensor(1.0))
+
+
+def test_chosen_columns_integer_labels_and_a_constant_column(tmp_path):
+    rows = bundled_rows()[:80]
+    names = sorted({row["label"] for row in rows})
+    data = tmp_path / "mine.jsonl"
+    lines = [
+        {
+            "mass": r["body_mass_g"],
+            "flipper": r["flipper_length_mm"],
+            "zero": 0,
+            "y": names.index(r["label"]),
+        }
+        for r in rows
+    ]
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "run"
+    options = {"feature_columns": "flipper,zero", "label_column_name": "y"}
+    run_train(
+        out,
+        max_steps=4,
+        train_file=data,
+        validation_file="null",
+        eval_strategy="steps",
+        eval_steps=4,
+        **options,
+    )
+    model = Model.from_pretrained(out / "final")
+    assert model.config["feature_names"] == ["flipper", "zero"]
+    assert model.config["feature_std"][1] == 1.0, "a constant column is not divided by 0"
+    assert model.config["label_names"] == ["0", "1", "2"]
+    assert all(np.isfinite(record["eval_loss"]) for record in eval_records(out))
+
+
+def test_the_mlp_learns_the_bundled_sample(tmp_path):
+    out = tmp_path / "run"
+    run_train(
+        out,
+        max_train_samples=None,
+        max_eval_samples=None,
+        num_train_epochs=3,
+        per_device_train_batch_size=32,
+        learning_rate=1e-2,
+        eval_strategy="epoch",
+    )
+    assert eval_records(out)[-1]["eval_accuracy"] > 0.85
