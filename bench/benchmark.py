@@ -36,14 +36,20 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 TEMPLATE = BENCH.parent
-TASKS = ("causal-lm", "text-classification", "token-classification", "custom")
+TASKS = ("causal-lm", "text-classification", "token-classification", "seq2seq", "custom")
 # Updates per run: a ~10 s steady window for both (a classification update is 4x faster), so
 # that a few seconds of a noisy neighbour move the ratios less.
-DEFAULT_UPDATES = {"causal-lm": 200, "text-classification": 800, "token-classification": 800, "custom": 800}
+DEFAULT_UPDATES = {
+    "causal-lm": 200,
+    "text-classification": 800,
+    "token-classification": 800,
+    "seq2seq": 400,
+    "custom": 800,
+}
 EAGER = ("train.py", "floor", "Trainer")
 WARM_NEW = "train.py (warm cache, new output_dir)"
 # Updates per turn: about 0.25 s.
-LOCKSTEP_TURN = {"causal-lm": 5, "text-classification": 20, "token-classification": 20, "custom": 20}
+LOCKSTEP_TURN = {"causal-lm": 5, "text-classification": 20, "token-classification": 20, "seq2seq": 10, "custom": 20}
 LOCKSTEP_PAIRS = (("train.py", "floor"), ("train.py", "Trainer"))
 # The custom task's row trains the MLP at a size tabular models are trained at (3 x 512 units,
 # batch 256), not the tests' 2 x 32 units: at ~1 ms an update measures only per-update overhead.
@@ -153,8 +159,9 @@ def command(contender, task, project, out_dir, args, updates, extra=None, row=No
         "warmup_steps": args.warmup_updates, "weight_decay": 0.01, "max_grad_norm": 1.0,
         "logging_steps": 50, "seed": 42, "output_dir": out_dir,
     }  # fmt: skip
-    if task != "custom":  # model.py reads numbers: no sequence length
-        common["block_size" if task == "causal-lm" else "max_seq_length"] = 128
+    length = {"causal-lm": "block_size", "seq2seq": "max_source_length", "custom": None}.get(task, "max_seq_length")
+    if length:  # the custom task's model.py reads numbers: no sequence length
+        common[length] = 128
     common.update({} if row else TASK_OPTIONS.get(task, {}))
     common.update(row["options"] if row else {})
     if contender.startswith("train.py"):

@@ -20,7 +20,9 @@ import torch  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--task", required=True, choices=["causal-lm", "text-classification", "token-classification", "custom"]
+        "--task",
+        required=True,
+        choices=["causal-lm", "text-classification", "token-classification", "seq2seq", "custom"],
     )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--max_steps", type=int, default=200)
@@ -33,6 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--block_size", type=int, default=128)
     parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--max_source_length", type=int, default=128, help="seq2seq only.")
+    parser.add_argument("--max_target_length", type=int, default=64, help="seq2seq only.")
     parser.add_argument("--torch_compile", default="false", choices=["true", "false"])
     parser.add_argument("--model_name_or_path", default=None, help="Pretrained directory; default: fresh tiny.")
     parser.add_argument("--config_name", default=None, help="Config directory of a fresh model; default: tiny.")
@@ -89,6 +93,12 @@ def prepare_data(args, tokenizer):
             stream = list(itertools.chain.from_iterable(row + [tokenizer.eos_token_id] for row in ids))
             usable = len(stream) // block * block
             return {"input_ids": [stream[i : i + block] for i in range(0, usable, block)]}
+    elif args.task == "seq2seq":
+
+        def tokenize(rows):  # source and target texts, each ending in EOS; the target is the labels
+            inputs = tokenizer(rows["document"], truncation=True, max_length=args.max_source_length)
+            labels = tokenizer(text_target=rows["summary"], truncation=True, max_length=args.max_target_length)
+            return {"input_ids": inputs["input_ids"], "labels": labels["input_ids"]}
     elif args.task == "token-classification":
         label_names = sorted(set().union(*raw["train"]["ner_tags"]))
         tag_ids = {name: i for i, name in enumerate(label_names)}
@@ -127,6 +137,9 @@ def make_collate(task, tokenizer):
         batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
         if task == "causal-lm":
             batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        elif task == "seq2seq":  # targets padded on the right with -100
+            longest = max(len(row["labels"]) for row in rows)
+            batch["labels"] = torch.tensor([row["labels"] + [-100] * (longest - len(row["labels"])) for row in rows])
         elif task == "token-classification":
             batch["labels"] = torch.full(batch["input_ids"].shape, -100)
             for i, row in enumerate(rows):
@@ -194,14 +207,15 @@ def build_model(args, tokenizer, label_names, train_set=None):
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
     )
 
     config = AutoConfig.from_pretrained(args.model_dir)
     config.pad_token_id = tokenizer.pad_token_id
-    model_class = AutoModelForCausalLM
-    if args.task != "causal-lm":
+    model_class = {"causal-lm": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}.get(args.task)
+    if model_class is None:
         model_class = {
             "text-classification": AutoModelForSequenceClassification,
             "token-classification": AutoModelForTokenClassification,

@@ -13,14 +13,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from transformers import Trainer, TrainingArguments, set_seed  # noqa: E402
+from transformers import (  # noqa: E402
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 args = common.parse_args()
 set_seed(args.seed)
 tokenizer = common.load_tokenizer(args)
 train_set, eval_set, label_names = common.prepare_data(args, tokenizer)
 model = common.build_model(args, tokenizer, label_names, train_set)
-training_args = TrainingArguments(
+# seq2seq: the Seq2SeqTrainer, as run_summarization.py uses (training is the same as the Trainer's).
+arguments_class = Seq2SeqTrainingArguments if args.task == "seq2seq" else TrainingArguments
+training_args = arguments_class(
     output_dir=args.output_dir,
     max_steps=args.max_steps,
     per_device_train_batch_size=args.per_device_train_batch_size,
@@ -47,7 +55,7 @@ def compute_metrics(prediction):
     return {key[5:]: value for key, value in common.scores(args.task, 0, 1, predictions, references).items()}
 
 
-class SameOrderTrainer(Trainer):
+class SameOrderTrainer(Seq2SeqTrainer if args.task == "seq2seq" else Trainer):
     def _get_train_sampler(self, train_dataset=None):
         return common.TrainOrder(len(train_dataset or self.train_dataset), args.seed)
 

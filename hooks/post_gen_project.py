@@ -37,10 +37,15 @@ DATA_EXTENSIONS = tuple({{ cookiecutter._data_files | tojson }})
 TEXT_NAMES = ("text", "sentence", "content", "review", "document", "body", "comment", "tweet",
               "question", "prompt", "input", "utterance", "description", "title", "tokens", "words")
 LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "y", "stars",
-               "rating", "intent", "topic", "tag", "ner_tags", "tags", "pos_tags", "chunk_tags")
-# Which task option each answer sets; a task without the option ignores the answer.
-OPTIONS = {"text_column": ("text_column_name", TEXT_NAMES, "text"),
-           "label_column": ("label_column_name", LABEL_NAMES, "labels")}
+               "rating", "intent", "topic", "tag", "ner_tags", "tags", "pos_tags", "chunk_tags",
+               "summary", "highlights", "abstract", "headline", "translation")
+SOURCE_NAMES = ("document", "article", "source", "text", "input", "content", "dialogue")
+# Which task option each answer sets (seq2seq names them as run_summarization.py does); a task
+# without the option ignores the answer.
+OPTIONS = {"text_column": [("text_column_name", TEXT_NAMES, "text"),
+                           ("text_column", SOURCE_NAMES, "source text")],
+           "label_column": [("label_column_name", LABEL_NAMES, "labels"),
+                            ("summary_column", LABEL_NAMES, "target text")]}
 
 
 def stop(sentence):
@@ -78,8 +83,10 @@ def file_columns(path):
     return list(row) if isinstance(row, dict) else None
 
 
-def choose_column(answer, columns, names, what):
-    """The answered column, checked against the file's columns, or the first usual name."""
+def choose_column(question, columns, names, what):
+    """The column answered to `question`, checked against the file's columns, or the first
+    usual name."""
+    answer = ANSWERS[question]
     if answer != "auto":
         if columns is not None and answer not in columns:
             stop(f"The column {answer!r} is not in {DATASET}; it has {', '.join(columns)}.")
@@ -89,10 +96,9 @@ def choose_column(answer, columns, names, what):
     lowered = {column.lower(): column for column in columns}
     found = next((lowered[name] for name in names if name in lowered), None)
     if found is None:
-        option = "text_column" if what == "text" else "label_column"
         stop(
             f"Could not tell which column of {DATASET} holds the {what} (it has "
-            f"{', '.join(columns)}); answer {option}=<one of them>."
+            f"{', '.join(columns)}); answer {question}=<one of them>."
         )
     return found
 
@@ -107,6 +113,8 @@ def remove_what_the_task_does_not_use():
     for name in os.listdir("metrics"):
         if f'"metrics/{name}"' not in source:
             shutil.rmtree(os.path.join("metrics", name))
+    if not os.listdir("metrics"):
+        os.rmdir("metrics")
 
 
 def fit_task_to_data():
@@ -121,11 +129,11 @@ def fit_task_to_data():
         columns = file_columns(path)
     with open("task.py", encoding="utf-8") as stream:
         source = stream.read()
-    for answer, (option, names, what) in OPTIONS.items():
+    for answer, option, names, what in [(a, *o) for a, options in OPTIONS.items() for o in options]:
         declaration = re.compile(rf'(\n    {option}: str = option\(\s*)("[^"\n]*")')
         if not declaration.search(source):
             continue
-        column = choose_column(ANSWERS[answer], columns, names, what)
+        column = choose_column(answer, columns, names, what)
         if column is not None:
             source = declaration.sub(lambda match, name=column: match.group(1) + json.dumps(name), source)
             print(f"The {what} column: {column!r} ({option})")

@@ -46,6 +46,14 @@ CASES = {
     },
     "token-classification-defaults": {"task": "token-classification"},
     "custom-defaults": {"task": "custom", "tracker": "tensorboard"},
+    "seq2seq-defaults": {"task": "seq2seq"},
+    "seq2seq-hub": {
+        "task": "seq2seq",
+        "model": "google-t5/t5-small",
+        "dataset": "abisee/cnn_dailymail",
+        "mixed_precision": "bf16",
+        "include_ci_workflow": "no",
+    },
     "token-classification-conll-hub": {
         "task": "token-classification",
         "model": "dslim/bert-base-NER",
@@ -189,10 +197,11 @@ def test_config_defaults_match_answers(case):
     assert cfg["mixed_precision"] == answers["mixed_precision"]
     assert cfg["report_to"] == answers["tracker"]
     assert ("block_size" in cfg) == (task == "causal-lm")
-    assert ("label_column_name" in cfg) == (task != "causal-lm")
+    assert ("label_column_name" in cfg) == (task not in ("causal-lm", "seq2seq"))
+    assert ("summary_column" in cfg) == (task == "seq2seq")
     assert ("label_all_tokens" in cfg) == (task == "token-classification")
     assert ("feature_columns" in cfg) == (task == "custom")
-    if task != "causal-lm":
+    if "metrics" in cfg:
         for metric in cfg["metrics"].split(","):
             assert (project / metric).is_dir(), metric
     for default_path in (cfg["config_name"], cfg["train_file"], cfg["validation_file"]):
@@ -324,6 +333,12 @@ def test_the_label_column_is_found_for_the_custom_task(bake):
     project = bake(task="custom", dataset="table.csv", data_columns=("note", "target"))
     cfg = json.loads(generated_config(project))
     assert (cfg["feature_columns"], cfg["label_column_name"]) == ("auto", "target")
+
+
+def test_source_and_target_columns_are_found_for_seq2seq(bake):
+    project = bake(task="seq2seq", dataset="news.jsonl", data_columns=("article", "highlights"))
+    cfg = json.loads(generated_config(project))
+    assert (cfg["text_column"], cfg["summary_column"]) == ("article", "highlights")
 
 
 def test_word_and_tag_columns_are_found_for_token_classification(bake):

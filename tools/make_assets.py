@@ -15,6 +15,9 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
   tokenizer + BERT config.
 * ``custom/data/{train,validation}.jsonl``: penguin-like measurements in four numeric columns
   and a species ``label``; ``custom/tiny-model/config.json``: the size of model.py's MLP.
+* ``seq2seq/data/{train,validation}.jsonl``: three-sentence stories and a one-sentence summary
+  (``{"document": ..., "summary": ...}``); ``seq2seq/tiny-model/``: a word-level tokenizer
+  (every word of the sample) and a tiny T5 config.
 
 Generated projects can then train and test end to end without network access
 to any model or dataset hub. Everything is seeded, so re-running produces
@@ -44,6 +47,8 @@ from transformers import (
     BertConfig,
     GPT2Config,
     PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
 )
 
 ROOT = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" / "assets"
@@ -51,6 +56,7 @@ LM_DIR = ROOT / "causal-lm"
 CLS_DIR = ROOT / "text-classification"
 NER_DIR = ROOT / "token-classification"
 CUSTOM_DIR = ROOT / "custom"
+SEQ2SEQ_DIR = ROOT / "seq2seq"
 
 # --- causal-lm grammar -------------------------------------------------------
 
@@ -243,6 +249,23 @@ def penguin_row(rng: random.Random) -> dict:
     return {**row, "label": label}
 
 
+# --- seq2seq grammar ------------------------------------------------------------
+
+
+def summary_row(rng: random.Random) -> dict:
+    """A short story and its one-sentence summary: who, which animal, what it did, where."""
+    name, animal, adj = rng.choice(NAMES), rng.choice(ANIMALS), rng.choice(ADJS)
+    place, thing, verb = rng.choice(PLACES), rng.choice(THINGS), rng.choice(VERBS)
+    story = [
+        f"{rng.choice(TIMES)} {name} {rng.choice(MOVES)} to the {place} with a {adj} {animal} .",
+        f"The weather was {rng.choice(WEATHER)} .",
+        f"There the {animal} {verb} a {thing} .",
+    ]
+    if rng.random() < 0.5:
+        story[1:] = story[:0:-1]
+    return {"document": " ".join(story), "summary": f"{name} 's {animal} {verb} a {thing} in the {place} ."}
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as f:
@@ -390,6 +413,36 @@ def build_custom_model_config() -> None:
     out.write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 2, "dropout": 0.0}, indent=2) + "\n")
 
 
+def build_seq2seq(texts: list[str]) -> None:
+    """A word-level tokenizer (every word of the sample, sorted: deterministic) that ends each
+    text with </s> as T5's does, and a tiny T5 config."""
+    out = SEQ2SEQ_DIR / "tiny-model"
+    specials = ["<pad>", "</s>", "<unk>"]
+    words = sorted({word for text in texts for word in text.lower().split()})
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(specials + words)}, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+    )
+    save_tokenizer(fast, out)
+    config = T5Config(
+        vocab_size=len(fast), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        relative_attention_num_buckets=16, relative_attention_max_distance=64, dropout_rate=0.0,
+        feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )  # fmt: skip
+    config.save_pretrained(out)
+    # Smoke test: a loss from a padded batch, and generation.
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = T5ForConditionalGeneration(AutoConfig.from_pretrained(out))
+    batch = tokenizer(texts[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        generated = model.generate(**batch, max_new_tokens=5)
+    assert torch.isfinite(loss) and generated.shape[0] == 4, (loss, generated.shape)
+
+
 def main() -> None:
     rng = random.Random(0)
     lm_train, lm_val = lm_rows(rng, 2000), lm_rows(rng, 200)
@@ -413,10 +466,17 @@ def main() -> None:
     write_jsonl(CUSTOM_DIR / "data" / "validation.jsonl", [penguin_row(custom_rng) for _ in range(200)])
     build_custom_model_config()
 
+    seq_rng = random.Random(3)
+    seq_train = [summary_row(seq_rng) for _ in range(1000)]
+    seq_val = [summary_row(seq_rng) for _ in range(200)]
+    write_jsonl(SEQ2SEQ_DIR / "data" / "train.jsonl", seq_train)
+    write_jsonl(SEQ2SEQ_DIR / "data" / "validation.jsonl", seq_val)
+
     torch.manual_seed(0)
     build_causal_lm([r["text"] for r in lm_train])
     build_classifier([r["text"] for r in cls_train])
     build_token_classifier([r["tokens"] for r in ner_train])
+    build_seq2seq([r[key] for r in seq_train + seq_val for key in ("document", "summary")])
     print(f"wrote assets under {ROOT}")
 
 

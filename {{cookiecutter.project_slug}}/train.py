@@ -207,10 +207,12 @@ def accumulate_gradients(accelerator, model, window):
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, eval_loader, cfg, label_names):
+def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
     """Every sample counted once: gather_for_metrics drops the duplicates that even out shards.
-    Per-token predictions are padded (-100) to the longest on any process before the gather."""
+    Per-token predictions (and generated tokens) are padded (-100) to the longest on any process
+    before the gather."""
     model.eval()
+    unwrapped = accelerator.unwrap_model(model)  # what the task may call generate() on
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     target_count = torch.zeros((), dtype=torch.long, device=accelerator.device)
     gathered = {}
@@ -219,12 +221,12 @@ def evaluate(accelerator, model, eval_loader, cfg, label_names):
         losses, counts = accelerator.gather_for_metrics((losses, task.target_counts(batch)))
         loss_sum += losses.double().sum()
         target_count += counts.sum()
-        for name, values in task.eval_predictions(logits, batch).items():
+        for name, values in task.eval_predictions(cfg, unwrapped, logits, batch).items():
             values = accelerator.pad_across_processes(values, dim=1, pad_index=-100)
             gathered.setdefault(name, []).extend(accelerator.gather_for_metrics(values).tolist())
     model.train()
     # Target-weighted: the mean over every target, not over batches.
-    return task.eval_scores(cfg, (loss_sum / target_count).item(), gathered, label_names)
+    return task.eval_scores(cfg, (loss_sum / target_count).item(), gathered, label_names, tokenizer)
 
 
 def check_finite(health, last_good, cfg):
@@ -355,7 +357,7 @@ def train(cfg):
         paused = time.perf_counter()
         early_stop = False
         if eval_now:
-            scores = evaluate(accelerator, model, eval_loader, cfg, label_names)
+            scores = evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer)
             log({"step": step, "epoch": round(epoch, 4), **scores})
             # The best value of metric_for_best_model, and patience for early stopping.
             early_stop = state.record_eval(scores[cfg.metric_for_best_model], cfg)

@@ -56,8 +56,8 @@ ROWS = [
     ),
     (
         "a metric that evaluation does not produce",
-        {"metric_for_best_model": "eval_bleu", "eval_strategy": "epoch"},
-        "eval_bleu is not one of",
+        {"metric_for_best_model": "eval_meteor", "eval_strategy": "epoch"},
+        "eval_meteor is not one of",
     ),
     (
         "constant schedule with warmup",

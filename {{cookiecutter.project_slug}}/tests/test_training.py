@@ -73,9 +73,8 @@ def test_final_model_reloads_and_scores_like_the_last_eval(tmp_path, monkeypatch
     _, eval_set, label_names = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer)
     collate = functools.partial(task.collate, tokenizer=tokenizer)
     loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
-    scores = evaluate(
-        Accelerator(cpu=True), MODEL_CLASS.from_pretrained(final), loader, cfg, label_names
-    )
+    model = MODEL_CLASS.from_pretrained(final)
+    scores = evaluate(Accelerator(cpu=True), model, loader, cfg, label_names, tokenizer)
     last = {name: value for name, value in eval_records(out)[-1].items() if name in scores}
     assert_close_values(scores, last, 1e-6, "final/ against the last eval")
 

@@ -21,8 +21,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
-    eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
-    eval_scores(cfg, eval_loss, gathered, label_names)
+    eval_predictions(cfg, model, logits, batch)
+                                         -> per-sample tensors evaluation gathers ({} for none);
+                                            `model` is unwrapped, so it can generate
+    eval_scores(cfg, eval_loss, gathered, label_names, tokenizer)
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
@@ -41,7 +43,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 import pretrained
-from config import option
+from config import UsageError, option
 
 NAME = "causal-lm"
 MODEL_CLASS = AutoModelForCausalLM
@@ -65,7 +67,14 @@ def data_columns(cfg):
 
 
 def load_tokenizer_and_config(cfg):
-    return pretrained.load_tokenizer_and_config(cfg, length_option="block_size")
+    tokenizer, config = pretrained.load_tokenizer_and_config(cfg, length_option="block_size")
+    if config.is_encoder_decoder:
+        name = cfg.model_name_or_path or cfg.config_name
+        raise UsageError(
+            f"{name} is an encoder-decoder model ({config.model_type}); causal-lm needs a "
+            "decoder-only model such as GPT-2 (a seq2seq project trains this one)."
+        )
+    return tokenizer, config
 
 
 def eval_metric_names(cfg):
@@ -131,11 +140,11 @@ def summed_losses(model, batch):
     return losses.view(labels.shape).sum(1), logits
 
 
-def eval_predictions(logits, batch):
+def eval_predictions(cfg, model, logits, batch):
     return {}
 
 
-def eval_scores(cfg, eval_loss, gathered, label_names):
+def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
     # exp overflows above ~709: a diverged model reports a huge, finite perplexity.
     return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0))}
 

@@ -21,8 +21,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
-    eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
-    eval_scores(cfg, eval_loss, gathered, label_names)
+    eval_predictions(cfg, model, logits, batch)
+                                         -> per-sample tensors evaluation gathers ({} for none);
+                                            `model` is unwrapped, so it can generate
+    eval_scores(cfg, eval_loss, gathered, label_names, tokenizer)
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
@@ -213,11 +215,11 @@ def summed_losses(model, batch):
     return F.cross_entropy(logits.float(), batch["labels"], reduction="none"), logits
 
 
-def eval_predictions(logits, batch):
+def eval_predictions(cfg, model, logits, batch):
     return {"predictions": logits.argmax(-1), "references": batch["labels"]}
 
 
-def eval_scores(cfg, eval_loss, gathered, label_names):
+def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
     scores = load_metric(cfg.metrics).compute(**gathered)
     return {"eval_loss": eval_loss, **{f"eval_{name}": value for name, value in scores.items()}}
 

@@ -22,8 +22,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
-    eval_predictions(logits, batch)      -> per-sample tensors evaluation gathers ({} for none)
-    eval_scores(cfg, eval_loss, gathered, label_names)
+    eval_predictions(cfg, model, logits, batch)
+                                         -> per-sample tensors evaluation gathers ({} for none);
+                                            `model` is unwrapped, so it can generate
+    eval_scores(cfg, eval_loss, gathered, label_names, tokenizer)
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
@@ -230,12 +232,12 @@ def summed_losses(model, batch):
     return losses.view(labels.shape).sum(1), logits
 
 
-def eval_predictions(logits, batch):
+def eval_predictions(cfg, model, logits, batch):
     words = batch["word_labels"]
     return {"predictions": logits.argmax(-1).masked_fill(words == -100, -100), "references": words}
 
 
-def eval_scores(cfg, eval_loss, gathered, label_names):
+def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
     # One tag per word that survived truncation, as names: entities are read from the names.
     predictions, references = [], []
     for predicted, reference in zip(gathered["predictions"], gathered["references"], strict=True):

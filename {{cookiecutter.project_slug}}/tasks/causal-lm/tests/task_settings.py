@@ -1,6 +1,8 @@
 """What the shared tests need to know about this task: its options for the tiny runs, and its
 bad-input rows for tests/test_errors.py."""
 
+from pathlib import Path
+
 TINY_TASK_OPTIONS = {
     # The bundled sample's column: the project's default may name that of your own data.
     "text_column_name": "text",
@@ -32,9 +34,21 @@ TASK_ERROR_ROWS = [
     ),
     ("a bad tokenizer path", {"tokenizer_name": "./no-such-tokenizer"}, "is not a local directory"),
     ("a block size beyond the model", {"block_size": 100_000}, "exceeds the model's 256 positions"),
+    (
+        "an encoder-decoder model",
+        {"config_name": "{encoder_decoder_model}"},
+        "is an encoder-decoder model (t5); causal-lm needs a decoder-only model",
+    ),
 ]
 
 
 def task_material(root):
-    """Files only this task's rows point at."""
-    return {}
+    """Files only this task's rows point at: an encoder-decoder model's config (and tokenizer)."""
+    from transformers import T5Config
+
+    project = Path(__file__).resolve().parents[1]
+    tokenizer = next((project / "assets").iterdir()) / "tiny-model"
+    T5Config(d_model=32, num_layers=1, num_heads=2).save_pretrained(root / "t5")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (root / "t5" / name).write_bytes((tokenizer / name).read_bytes())
+    return {"encoder_decoder_model": root / "t5"}

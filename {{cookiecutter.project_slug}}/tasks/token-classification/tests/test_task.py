@@ -102,8 +102,8 @@ def test_scores_count_each_word_once_whatever_its_sub_tokens(prepared):
         * torch.nn.functional.one_hot(right, len(names))
         * (batch["word_labels"] >= 0)[..., None]
     )
-    gathered = {k: v.tolist() for k, v in task.eval_predictions(logits, batch).items()}
-    scores = task.eval_scores(cfg, 0.0, gathered, names)
+    gathered = {k: v.tolist() for k, v in task.eval_predictions(cfg, None, logits, batch).items()}
+    scores = task.eval_scores(cfg, 0.0, gathered, names, None)
     assert scores["eval_accuracy"] == scores["eval_f1"] == 1.0
     predicted_words = sum(tag != -100 for row in gathered["predictions"] for tag in row)
     assert predicted_words == sum(len(raw["validation"][i]["tokens"]) for i in range(8))
