@@ -9,6 +9,7 @@ Variants (each edits one line of a copy of the generated project):
     per-tensor AdamW         optim.py: fused=None (PyTorch's default on CPU)
     CPU memory handed back   train.py: keep_freed_cpu_memory() not called
     evaluation in file order data.py: the validation set is not sorted by length
+    logits kept ...          train.py: a batch's logits live until the next batch's are made
 """
 
 import argparse
@@ -27,6 +28,14 @@ VARIANTS = {
     "per-tensor AdamW": ("optim.py", "fused=fused or None", "fused=None"),
     "CPU memory handed back": ("train.py", "        keep_freed_cpu_memory()\n", "        pass\n"),
     "evaluation in file order": ("data.py", 'if "input_ids" in eval_set.column_names:', "if False:"),
+    "logits kept to the next batch": [
+        ("train.py", "        del logits\n", ""),
+        (
+            "train.py",
+            "losses = task.summed_losses(model, batch)[0]  # the logits are not kept",
+            "losses, _ = task.summed_losses(model, batch)",
+        ),
+    ],
 }
 
 
@@ -52,8 +61,7 @@ def main():
     for name, edit in variants.items():
         copy = root / name.replace(" ", "-")
         shutil.copytree(project, copy)
-        if edit:
-            file, old, new = edit
+        for file, old, new in [edit] if isinstance(edit, tuple) else edit or []:
             text = (copy / file).read_text()
             assert text.count(old) == 1, f"{name}: '{old}' not found once in {file}"
             (copy / file).write_text(text.replace(old, new))

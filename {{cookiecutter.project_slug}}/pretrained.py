@@ -42,8 +42,12 @@ def load_model(model_class, cfg, config):
     try:
         if cfg.model_name_or_path:
             path = cfg.model_name_or_path
-            return model_class.from_pretrained(path, config=config, trust_remote_code=remote)
-        return model_class.from_config(config, trust_remote_code=remote)
+            model = model_class.from_pretrained(path, config=config, trust_remote_code=remote)
+        else:
+            model = model_class.from_config(config, trust_remote_code=remote)
+        # fp32 weights whatever the checkpoint stores (transformers 5 loads a bf16 checkpoint as
+        # bf16): AdamW and the fp16 grad scaler expect them; mixed_precision sets the compute.
+        return model.float()
     except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0]
         raise UsageError(

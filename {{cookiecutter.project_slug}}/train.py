@@ -198,7 +198,7 @@ def accumulate_gradients(accelerator, model, window):
         # Gradients are all-reduced once, on the last micro-batch.
         last = i == len(window) - 1
         with nullcontext() if last else accelerator.no_sync(model):
-            losses, _ = task.summed_losses(model, batch)
+            losses = task.summed_losses(model, batch)[0]  # the logits are not kept
             # DDP averages gradients over processes; the process count undoes that.
             loss = losses.sum() * world / update_targets
             accelerator.backward(loss)
@@ -212,7 +212,8 @@ def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
     Per-token predictions (and generated tokens) are padded (-100) to the longest on any process
     before the gather."""
     model.eval()
-    unwrapped = accelerator.unwrap_model(model)  # what the task may call generate() on
+    # What the task may call generate() on; keep_torch_compile=False leaves `model` as it is.
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     target_count = torch.zeros((), dtype=torch.long, device=accelerator.device)
     gathered = {}
@@ -221,7 +222,11 @@ def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
         losses, counts = accelerator.gather_for_metrics((losses, task.target_counts(batch)))
         loss_sum += losses.double().sum()
         target_count += counts.sum()
-        for name, values in task.eval_predictions(cfg, unwrapped, logits, batch).items():
+        predictions = task.eval_predictions(cfg, unwrapped, logits, batch)
+        # Freed now, not when the next batch's forward has made its own: (batch, length,
+        # vocabulary) logits are the largest tensor of an evaluation.
+        del logits
+        for name, values in predictions.items():
             values = accelerator.pad_across_processes(values, dim=1, pad_index=-100)
             gathered.setdefault(name, []).extend(accelerator.gather_for_metrics(values).tolist())
     model.train()

@@ -7,8 +7,11 @@ of class scores (logits) per sample, and that the model saves and loads itself a
 final/ holds config.json (the constructor's arguments) and model.safetensors (the weights), so
 a trained model comes back with one line, also in a project without train.py:
 
+    import torch
     from model import Model
+
     model = Model.from_pretrained("outputs/default/final").eval()
+    # One row per sample, its columns in the order of model.config["feature_names"].
     probabilities = model(torch.tensor([[39.1, 18.7, 181.0, 3750.0]])).softmax(-1)
 """
 
@@ -44,8 +47,10 @@ class Model(nn.Module):
         }
         # Raw columns in, standardized inside: the statistics come from the training data and
         # travel in config.json, so predictions need no preprocessing step of their own.
-        self.register_buffer("mean", torch.tensor(feature_mean), persistent=False)
-        self.register_buffer("std", torch.tensor(feature_std), persistent=False)
+        # In float64: a column with a large offset and a small spread (timestamps) keeps its
+        # variation.
+        self.register_buffer("mean", torch.tensor(feature_mean, dtype=torch.float64), persistent=False)
+        self.register_buffer("std", torch.tensor(feature_std, dtype=torch.float64), persistent=False)
         layers, width = [], len(feature_names)
         for _ in range(num_hidden_layers):
             layers += [nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout)]
@@ -54,7 +59,7 @@ class Model(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features):
-        return self.layers((features - self.mean) / self.std)
+        return self.layers(((features.double() - self.mean) / self.std).float())
 
     @classmethod
     def from_pretrained(cls, directory):

@@ -120,7 +120,8 @@ def load_metric(names):
 
 
 def eval_metric_names(cfg):
-    scores = load_metric(cfg.metrics).compute(predictions=[0], references=[0])
+    # Three classes, so a metric that only handles two fails now, not at the first evaluation.
+    scores = load_metric(cfg.metrics).compute(predictions=[0, 1, 2], references=[0, 1, 2])
     return ["eval_loss", *(f"eval_{name}" for name in scores)]
 
 
@@ -146,25 +147,30 @@ def prepare_datasets(cfg, raw, tokenizer):
     columns = [name for name in raw["train"].column_names if name != label]
     if cfg.feature_columns != "auto":
         columns = [name.strip() for name in cfg.feature_columns.split(",")]
-    pretrained = "feature_names" in config  # fine-tuning a model this project saved
-    if pretrained and config["feature_names"] != columns:
+    # A config saved by this project (final/) carries the statistics its weights were trained
+    # with: they stay. A fresh config gets this training data's below.
+    fitted = "feature_names" in config
+    if fitted and config["feature_names"] != columns:
         raise UsageError(
             f"{cfg.model_name_or_path} reads columns {config['feature_names']}, not {columns}."
         )
     label_names = sorted(raw["train"].unique(label))
-    if isinstance(raw["train"].features[label], datasets.ClassLabel):
-        label_names = raw["train"].features[label].names
     label_ids = {name: i for i, name in enumerate(label_names)}
+    if isinstance(raw["train"].features[label], datasets.ClassLabel):
+        # The rows already hold the ids of the ClassLabel's names.
+        label_names = raw["train"].features[label].names
+        label_ids = {i: i for i in range(len(label_names))}
     unknown = set(raw["validation"].unique(label)) - set(label_ids)
     if unknown:
         raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")
     tables = {name: numeric_table(raw[name], columns, name) for name in ("train", "validation")}
-    if not pretrained:
-        # The training data's statistics; a constant column keeps scale 1 instead of dividing by 0.
-        std = tables["train"].std(0)
+    if not fitted:
+        # Recorded in the model config, which build_model turns into the model: model.py
+        # standardizes its inputs itself. A constant column keeps scale 1 (no division by 0).
+        train = tables["train"]
         config["feature_names"] = columns
-        config["feature_mean"] = tables["train"].mean(0).tolist()
-        config["feature_std"] = np.where(std > 0, std, 1.0).tolist()
+        config["feature_mean"] = train.mean(0).tolist()
+        config["feature_std"] = np.where(np.ptp(train, 0) > 0, train.std(0), 1.0).tolist()
     prepared = {
         name: datasets.Dataset.from_dict(
             {

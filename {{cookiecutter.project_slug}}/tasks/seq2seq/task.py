@@ -66,7 +66,9 @@ class Options:
         True, "Evaluate generated text too (ROUGE, BLEU, chrF), not the loss alone."
     )
     generation_max_length: int = option(64, "Most tokens generated per sample.", above=0)
-    generation_num_beams: int = option(1, "Beams for generation; 1: greedy.", at_least=1)
+    generation_num_beams: int | None = option(
+        None, "Beams for generation; default: the model's generation config (1: greedy).", at_least=1
+    )
 
 
 def data_columns(cfg):
@@ -149,18 +151,15 @@ def count_tokens(batch):
 
 
 def summed_losses(model, batch):
-    # The decoder reads the target shifted right, starting from the model's start token (what the
-    # model would do itself if given labels, without also computing a loss we do not use).
-    config = getattr(model, "module", model).config  # under DDP the model is wrapped
+    # The decoder reads the target shifted right after the model's start token: the model's own
+    # prepare_decoder_input_ids_from_labels (what it does when given labels, without computing
+    # a loss we would not use). DDP wraps the model; torch.compile forwards the attribute.
     labels = batch["labels"]
-    decoder_input_ids = F.pad(labels[:, :-1], (1, 0), value=config.decoder_start_token_id)
-    decoder_input_ids = decoder_input_ids.masked_fill(
-        decoder_input_ids == -100, config.pad_token_id
-    )
+    shift = getattr(model, "module", model).prepare_decoder_input_ids_from_labels
     logits = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
-        decoder_input_ids=decoder_input_ids,
+        decoder_input_ids=shift(labels=labels),
     ).logits
     losses = F.cross_entropy(
         logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
@@ -171,12 +170,14 @@ def summed_losses(model, batch):
 def eval_predictions(cfg, model, logits, batch):
     if not cfg.predict_with_generate:
         return {}
+    # Beams and sampling as the model's generation config says unless generation_num_beams is
+    # set (a checkpoint such as bart-large-cnn ships its own beam search).
+    beams = {} if cfg.generation_num_beams is None else {"num_beams": cfg.generation_num_beams}
     generated = model.generate(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         max_new_tokens=cfg.generation_max_length,
-        num_beams=cfg.generation_num_beams,
-        do_sample=False,
+        **beams,
     )
     # Padding (the model's pad token) becomes -100 like the targets' padding, so rows padded
     # across processes and within the batch read the same when decoded.

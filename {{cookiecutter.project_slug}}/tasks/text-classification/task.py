@@ -85,7 +85,8 @@ def load_metric(names):
 
 
 def eval_metric_names(cfg):
-    scores = load_metric(cfg.metrics).compute(predictions=[0], references=[0])
+    # Three classes, so a metric that only handles two fails now, not at the first evaluation.
+    scores = load_metric(cfg.metrics).compute(predictions=[0, 1, 2], references=[0, 1, 2])
     return ["eval_loss", *(f"eval_{name}" for name in scores)]
 
 
@@ -93,9 +94,11 @@ def prepare_datasets(cfg, raw, tokenizer):
     label = cfg.label_column_name
     # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
     label_names = sorted(raw["train"].unique(label))
-    if isinstance(raw["train"].features[label], datasets.ClassLabel):
-        label_names = raw["train"].features[label].names
     label_ids = {name: i for i, name in enumerate(label_names)}
+    if isinstance(raw["train"].features[label], datasets.ClassLabel):
+        # The rows already hold the ids of the ClassLabel's names.
+        label_names = raw["train"].features[label].names
+        label_ids = {i: i for i in range(len(label_names))}
     unknown = set(raw["validation"].unique(label)) - set(label_ids)
     if unknown:
         raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")

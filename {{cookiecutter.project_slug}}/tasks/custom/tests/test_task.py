@@ -4,6 +4,7 @@ standardized inside the model with the training data's statistics."""
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import PROJECT, TINY, eval_records, run_train
 
@@ -92,3 +93,35 @@ def test_the_mlp_learns_the_bundled_sample(tmp_path):
         eval_strategy="epoch",
     )
     assert eval_records(out)[-1]["eval_accuracy"] > 0.85
+
+
+def test_a_class_label_column_and_columns_with_a_large_offset(tmp_path):
+    """Hub datasets (and parquet files written by datasets) hold labels as ClassLabel ids; a
+    timestamp-like column (large offset, small spread) and a near-constant one standardize in
+    float64 without losing their variation or dividing by ~0."""
+    import datasets
+
+    rows = bundled_rows()[:80]
+    names = sorted({row["label"] for row in rows})
+    table = {
+        "flipper": [row["flipper_length_mm"] for row in rows],
+        "stamp": [1.7e9 + i for i in range(len(rows))],
+        "tenth": [0.1] * len(rows),
+        "label": [names.index(row["label"]) for row in rows],
+    }
+    features = datasets.Features(
+        {
+            **{name: datasets.Value("float64") for name in ("flipper", "stamp", "tenth")},
+            "label": datasets.ClassLabel(names=names),
+        }
+    )
+    data = tmp_path / "class-label.parquet"
+    datasets.Dataset.from_dict(table, features=features).to_parquet(data)
+    out = tmp_path / "run"
+    run_train(out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2)
+    model = Model.from_pretrained(out / "final")
+    assert model.config["label_names"] == names
+    assert model.config["feature_std"][2] == 1.0, "a constant column is not divided by ~0"
+    stamps = torch.tensor([[180.0, 1.7e9, 0.1], [180.0, 1.7e9 + 79, 0.1]], dtype=torch.float64)
+    standardized = (stamps - model.mean) / model.std
+    assert standardized[1, 1] - standardized[0, 1] == pytest.approx(79 / np.std(table["stamp"]))

@@ -67,3 +67,29 @@ def test_loss_only_evaluation_without_generation(tmp_path):
     out = tmp_path / "run"
     run_train(out, max_steps=2, eval_strategy="steps", eval_steps=2, predict_with_generate="false")
     assert set(eval_records(out)[-1]) == {"step", "epoch", "eval_loss"}
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_summed_losses_over_target_counts_is_the_models_own_loss(prepared, family):
+    """The decoder inputs come from the model's own shift: the same loss as the model computes
+    when given the labels, for T5 (start token = pad) and BART (start token = eos)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, BartConfig
+
+    cfg, tokenizer, train_set = prepared
+    if family == "t5":
+        config = AutoConfig.from_pretrained(PROJECT / TINY["config_name"])
+    else:
+        config = BartConfig(
+            vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+            decoder_ffn_dim=64, pad_token_id=0, eos_token_id=1, bos_token_id=1,
+            decoder_start_token_id=1, forced_eos_token_id=1,
+        )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForSeq2SeqLM.from_config(config).eval()
+    batch = task.collate([train_set[i] for i in range(5)], tokenizer)
+    with torch.no_grad():
+        summed, _ = task.summed_losses(model, batch)
+        expected = model(**batch).loss
+    assert (summed.sum() / task.target_counts(batch).sum()).item() == pytest.approx(expected.item(), rel=1e-5)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import PROJECT, TINY, run_train
+from safetensors.torch import load_file
 
 import task
 
@@ -43,3 +44,38 @@ def test_integer_labels_work_too(tmp_path):
     )
     model = task.MODEL_CLASS.from_pretrained(out / "final")
     assert model.config.num_labels == len(names)
+
+
+def test_a_class_label_column_keeps_its_names(tmp_path):
+    """Hub datasets (and parquet files written by datasets) hold labels as ClassLabel ids."""
+    import datasets
+
+    rows = [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()][:60]
+    names = sorted({row["label"] for row in rows})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)}
+    )
+    table = {"text": [r["text"] for r in rows], "label": [names.index(r["label"]) for r in rows]}
+    data = tmp_path / "class-label.parquet"
+    datasets.Dataset.from_dict(table, features=features).to_parquet(data)
+    out = tmp_path / "run"
+    run_train(out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2)
+    model = task.MODEL_CLASS.from_pretrained(out / "final")
+    assert [model.config.id2label[i] for i in range(len(names))] == names
+
+
+def test_a_bf16_checkpoint_trains_in_fp32(tmp_path):
+    """transformers 5 loads weights in the dtype they were saved in; the loop wants fp32 (AdamW,
+    the grad scaler) and sets the compute precision with mixed_precision."""
+    import torch
+
+    first = tmp_path / "first"
+    run_train(first, max_steps=1)
+    half = tmp_path / "bf16"
+    task.MODEL_CLASS.from_pretrained(first / "final").to(torch.bfloat16).save_pretrained(half)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (half / name).write_bytes((first / "final" / name).read_bytes())
+    out = tmp_path / "run"
+    run_train(out, max_steps=1, model_name_or_path=half, config_name="null")
+    weights = load_file(out / "final" / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
