@@ -49,8 +49,8 @@ class Model(nn.Module):
         # travel in config.json, so predictions need no preprocessing step of their own.
         # In float64: a column with a large offset and a small spread (timestamps) keeps its
         # variation.
-        self.register_buffer("mean", torch.tensor(feature_mean, dtype=torch.float64), persistent=False)
-        self.register_buffer("std", torch.tensor(feature_std, dtype=torch.float64), persistent=False)
+        for name, values in (("mean", feature_mean), ("std", feature_std)):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float64), persistent=False)
         layers, width = [], len(feature_names)
         for _ in range(num_hidden_layers):
             layers += [nn.Linear(width, hidden_size), nn.GELU(), nn.Dropout(dropout)]

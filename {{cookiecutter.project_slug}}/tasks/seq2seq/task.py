@@ -67,7 +67,9 @@ class Options:
     )
     generation_max_length: int = option(64, "Most tokens generated per sample.", above=0)
     generation_num_beams: int | None = option(
-        None, "Beams for generation; default: the model's generation config (1: greedy).", at_least=1
+        None,
+        "Beams for generation; default: the model's generation config (1: greedy).",
+        at_least=1,
     )
 
 

@@ -118,7 +118,9 @@ def test_a_class_label_column_and_columns_with_a_large_offset(tmp_path):
     data = tmp_path / "class-label.parquet"
     datasets.Dataset.from_dict(table, features=features).to_parquet(data)
     out = tmp_path / "run"
-    run_train(out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2)
+    run_train(
+        out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2
+    )
     model = Model.from_pretrained(out / "final")
     assert model.config["label_names"] == names
     assert model.config["feature_std"][2] == 1.0, "a constant column is not divided by ~0"

@@ -92,4 +92,6 @@ def test_summed_losses_over_target_counts_is_the_models_own_loss(prepared, famil
     with torch.no_grad():
         summed, _ = task.summed_losses(model, batch)
         expected = model(**batch).loss
-    assert (summed.sum() / task.target_counts(batch).sum()).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert (summed.sum() / task.target_counts(batch).sum()).item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )

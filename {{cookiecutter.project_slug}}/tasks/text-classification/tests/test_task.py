@@ -59,7 +59,9 @@ def test_a_class_label_column_keeps_its_names(tmp_path):
     data = tmp_path / "class-label.parquet"
     datasets.Dataset.from_dict(table, features=features).to_parquet(data)
     out = tmp_path / "run"
-    run_train(out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2)
+    run_train(
+        out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2
+    )
     model = task.MODEL_CLASS.from_pretrained(out / "final")
     assert [model.config.id2label[i] for i in range(len(names))] == names
 
