@@ -29,7 +29,11 @@ VARIANTS = {
     "CPU memory handed back": ("train.py", "        keep_freed_cpu_memory()\n", "        pass\n"),
     "evaluation in file order": ("data.py", 'if "input_ids" in eval_set.column_names:', "if False:"),
     "logits kept to the next batch": [
-        ("train.py", "        del logits\n", ""),
+        (
+            "train.py",
+            "        del logits  # the largest tensor here: gone before the next batch's forward makes its own\n",
+            "",
+        ),
         (
             "train.py",
             "losses = task.summed_losses(model, batch)[0]  # the logits are not kept",

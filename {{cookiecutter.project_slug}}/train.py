@@ -209,11 +209,9 @@ def accumulate_gradients(accelerator, model, window):
 @torch.no_grad()
 def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
     """Every sample counted once: gather_for_metrics drops the duplicates that even out shards.
-    Per-token predictions (and generated tokens) are padded (-100) to the longest on any process
-    before the gather."""
+    Per-token predictions and generated tokens are padded (-100) across processes first."""
     model.eval()
-    # What the task may call generate() on; keep_torch_compile=False leaves `model` as it is.
-    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # for generate()
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     target_count = torch.zeros((), dtype=torch.long, device=accelerator.device)
     gathered = {}
@@ -223,9 +221,7 @@ def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
         loss_sum += losses.double().sum()
         target_count += counts.sum()
         predictions = task.eval_predictions(cfg, unwrapped, logits, batch)
-        # Freed now, not when the next batch's forward has made its own: (batch, length,
-        # vocabulary) logits are the largest tensor of an evaluation.
-        del logits
+        del logits  # the largest tensor here: gone before the next batch's forward makes its own
         for name, values in predictions.items():
             values = accelerator.pad_across_processes(values, dim=1, pad_index=-100)
             gathered.setdefault(name, []).extend(accelerator.gather_for_metrics(values).tolist())

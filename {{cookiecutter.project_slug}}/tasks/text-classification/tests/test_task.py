@@ -72,12 +72,12 @@ def test_a_bf16_checkpoint_trains_in_fp32(tmp_path):
     import torch
 
     first = tmp_path / "first"
-    run_train(first, max_steps=1)
+    run_train(first, max_steps=2)
     half = tmp_path / "bf16"
     task.MODEL_CLASS.from_pretrained(first / "final").to(torch.bfloat16).save_pretrained(half)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (half / name).write_bytes((first / "final" / name).read_bytes())
     out = tmp_path / "run"
-    run_train(out, max_steps=1, model_name_or_path=half, config_name="null")
+    run_train(out, max_steps=2, model_name_or_path=half, config_name="null")
     weights = load_file(out / "final" / "model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
