@@ -219,7 +219,8 @@ def assert_close_weights(a, b, rel):
     for name in a:
         assert torch.allclose(a[name], b[name], rtol=rel, atol=1e-7), f"parameter {name} differs"
     # The smallest relative tolerance that passes beside the absolute 1e-7 near zero.
-    needed = [(((a[n] - b[n]).abs() - 1e-7).clamp_min(0) / b[n].abs()).max().item() for n in a]
+    excess = {n: ((a[n] - b[n]).abs() - 1e-7).clamp_min(0) for n in a}
+    needed = [(excess[n] / b[n].abs().clamp_min(1e-30)).max().item() for n in a]
     record_difference("weights (relative, beyond 1e-7 absolute)", max(needed))
 
 
