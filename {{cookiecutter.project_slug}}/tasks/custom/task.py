@@ -154,6 +154,10 @@ def prepare_datasets(cfg, raw, tokenizer):
         raise UsageError(
             f"{cfg.model_name_or_path} reads columns {config['feature_names']}, not {columns}."
         )
+    for split in ("train", "validation"):
+        values = raw[split][label]
+        if None in values:
+            raise UsageError(f"Row {values.index(None)} of the {split} data has no {label!r}.")
     label_names = sorted(raw["train"].unique(label))
     label_ids = {name: i for i, name in enumerate(label_names)}
     if isinstance(raw["train"].features[label], datasets.ClassLabel):

@@ -93,6 +93,10 @@ def eval_metric_names(cfg):
 def prepare_datasets(cfg, raw, tokenizer):
     label = cfg.label_column_name
     # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
+    for split in ("train", "validation"):
+        values = raw[split][label]
+        if None in values:
+            raise UsageError(f"Row {values.index(None)} of the {split} data has no {label!r}.")
     label_names = sorted(raw["train"].unique(label))
     label_ids = {name: i for i, name in enumerate(label_names)}
     if isinstance(raw["train"].features[label], datasets.ClassLabel):

@@ -30,6 +30,11 @@ TASK_ERROR_ROWS = [
     ("a list column among the features", {"train_file": "{with_list}"}, "holds list, not"),
     ("a missing value", {"train_file": "{with_gap}"}, "Row 1 of the train data has no number"),
     (
+        "a row without a label",
+        {"train_file": "{no_label}"},
+        "Row 3 of the train data has no 'label'",
+    ),
+    (
         "validation labels unseen in training",
         {"validation_file": "{unseen_labels}"},
         "never occur in the training",
@@ -91,6 +96,10 @@ def task_material(root):
         ),
         "with_list": write_jsonl(root / "list.jsonl", [{**row, "size": [1, 2]} for row in good]),
         "with_gap": write_jsonl(root / "gap.jsonl", gap),
+        "no_label": write_jsonl(
+            root / "no-label.jsonl",
+            [{**r, "label": None} if i == 3 else r for i, r in enumerate(good)],
+        ),
         "unseen_labels": write_jsonl(
             root / "unseen.jsonl", [{**r, "label": "emperor"} for r in good]
         ),

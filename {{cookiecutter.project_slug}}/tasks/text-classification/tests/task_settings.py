@@ -32,6 +32,7 @@ TASK_ERROR_ROWS = [
         {"validation_file": "{unseen_labels}"},
         "never occur in the training",
     ),
+    ("a row without a label", {"train_file": "{missing_label}"}, "Row 2 of the train data has no"),
     (
         "labels that do not match the model's head",
         {"model_name_or_path": "{two_label_model}"},
@@ -58,4 +59,15 @@ def task_material(root):
     config = AutoConfig.from_pretrained(assets / "tiny-model", num_labels=2)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(root / "two-labels")
     AutoTokenizer.from_pretrained(assets / "tiny-model").save_pretrained(root / "two-labels")
-    return {"unseen_labels": unseen, "two_label_model": root / "two-labels"}
+    missing = root / "missing-label.jsonl"
+    missing.write_text(
+        "".join(
+            json.dumps({**r, "label": None if i == 2 else r["label"]}) + "\n"
+            for i, r in enumerate(rows)
+        )
+    )
+    return {
+        "unseen_labels": unseen,
+        "two_label_model": root / "two-labels",
+        "missing_label": missing,
+    }
