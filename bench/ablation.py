@@ -24,10 +24,10 @@ import real_size
 from benchmark import bake, run_one
 
 VARIANTS = {
-    "as generated": None,
-    "per-tensor AdamW": ("optim.py", "fused=fused or None", "fused=None"),
-    "CPU memory handed back": ("train.py", "        keep_freed_cpu_memory()\n", "        pass\n"),
-    "evaluation in file order": ("data.py", 'if "input_ids" in eval_set.column_names:', "if False:"),
+    "as generated": [],
+    "per-tensor AdamW": [("optim.py", "fused=fused or None", "fused=None")],
+    "CPU memory handed back": [("train.py", "        keep_freed_cpu_memory()\n", "        pass\n")],
+    "evaluation in file order": [("data.py", 'if "input_ids" in eval_set.column_names:', "if False:")],
     "logits kept to the next batch": [
         (
             "train.py",
@@ -62,10 +62,10 @@ def main():
         "validation_file": validation_file, **({"packing": "true"} if args.model == "decoder" else {}),
     }  # fmt: skip
     projects = {}
-    for name, edit in variants.items():
+    for name, edits in variants.items():
         copy = root / name.replace(" ", "-")
         shutil.copytree(project, copy)
-        for file, old, new in [edit] if isinstance(edit, tuple) else edit or []:
+        for file, old, new in edits:
             text = (copy / file).read_text()
             assert text.count(old) == 1, f"{name}: '{old}' not found once in {file}"
             (copy / file).write_text(text.replace(old, new))

@@ -129,14 +129,15 @@ def fit_task_to_data():
         columns = file_columns(path)
     with open("task.py", encoding="utf-8") as stream:
         source = stream.read()
-    for answer, option, names, what in [(a, *o) for a, options in OPTIONS.items() for o in options]:
-        declaration = re.compile(rf'(\n    {option}: str = option\(\s*)("[^"\n]*")')
-        if not declaration.search(source):
-            continue
-        column = choose_column(answer, columns, names, what)
-        if column is not None:
-            source = declaration.sub(lambda match, name=column: match.group(1) + json.dumps(name), source)
-            print(f"The {what} column: {column!r} ({option})")
+    for answer, options in OPTIONS.items():
+        for option, names, what in options:
+            declaration = re.compile(rf'(\n    {option}: str = option\(\s*)("[^"\n]*")')
+            if not declaration.search(source):
+                continue
+            column = choose_column(answer, columns, names, what)
+            if column is not None:
+                source = declaration.sub(lambda match, name=column: match.group(1) + json.dumps(name), source)
+                print(f"The {what} column: {column!r} ({option})")
     with open("task.py", "w", encoding="utf-8") as stream:
         stream.write(source)
 

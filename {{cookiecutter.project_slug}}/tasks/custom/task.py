@@ -72,11 +72,17 @@ class Options:
     )
 
 
+def named_features(cfg):
+    """The feature columns the option names; [] for auto (every column but the label)."""
+    if cfg.feature_columns == "auto":
+        return []
+    return [name.strip() for name in cfg.feature_columns.split(",")]
+
+
 def data_columns(cfg):
-    chosen = [] if cfg.feature_columns == "auto" else cfg.feature_columns.split(",")
     return {
         "label_column_name": cfg.label_column_name,
-        **{f"feature_columns[{i}]": name.strip() for i, name in enumerate(chosen)},
+        **{f"feature_columns[{i}]": name for i, name in enumerate(named_features(cfg))},
     }
 
 
@@ -144,9 +150,8 @@ def numeric_table(split, columns, where):
 
 def prepare_datasets(cfg, raw, tokenizer):
     config, label = tokenizer, cfg.label_column_name
-    columns = [name for name in raw["train"].column_names if name != label]
-    if cfg.feature_columns != "auto":
-        columns = [name.strip() for name in cfg.feature_columns.split(",")]
+    every = [name for name in raw["train"].column_names if name != label]
+    columns = named_features(cfg) or every
     # A config saved by this project (final/) carries the statistics its weights were trained
     # with: they stay. A fresh config gets this training data's below.
     fitted = "feature_names" in config
