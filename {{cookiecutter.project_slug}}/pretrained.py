@@ -9,22 +9,25 @@ from transformers import AutoConfig, AutoTokenizer
 from config import UsageError
 
 
+def from_hub_or_directory(auto_class, name, cfg):
+    """auto_class.from_pretrained(name): a hub id or a local directory, one code path for both,
+    and one sentence when neither works."""
+    if not Path(name).is_dir() and name.startswith(("/", ".", "~")):
+        raise UsageError(f"Model or tokenizer {name} is not a local directory.")
+    try:
+        return auto_class.from_pretrained(name, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as error:
+        # --debug true shows the library's full explanation.
+        reason = "not a model directory, nor reachable on the hub"
+        raise UsageError(f"Could not load {name}: {reason}.") from error
+
+
 def load_tokenizer_and_config(cfg, length_option):
     """The tokenizer and the model's config, cheap to load, so bad names and sizes fail before any
     data work. `length_option` names the option that must fit the model's positions."""
     model_id = cfg.model_name_or_path or cfg.config_name
-    tokenizer_id = cfg.tokenizer_name or model_id
-    for name in (tokenizer_id, model_id):
-        if not Path(name).is_dir() and name.startswith(("/", ".", "~")):
-            raise UsageError(f"Model or tokenizer {name} is not a local directory.")
-    remote = cfg.trust_remote_code
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_id, trust_remote_code=remote)
-        config = AutoConfig.from_pretrained(model_id, trust_remote_code=remote)
-    except (OSError, ValueError) as error:
-        # --debug true shows the library's full explanation.
-        reason = "not a model directory, nor reachable on the hub"
-        raise UsageError(f"Could not load {model_id}: {reason}.") from error
+    config = from_hub_or_directory(AutoConfig, model_id, cfg)
+    tokenizer = from_hub_or_directory(AutoTokenizer, cfg.tokenizer_name or model_id, cfg)
     # GPT-style tokenizers have no padding token; padded positions are masked anyway.
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -36,13 +39,13 @@ def load_tokenizer_and_config(cfg, length_option):
     return tokenizer, config
 
 
-def load_model(model_class, cfg, config):
+def load_model(model_class, cfg, config, **pretrained_options):
     """Pretrained weights from model_name_or_path, or a fresh model built from `config`."""
     remote = cfg.trust_remote_code
     try:
         if cfg.model_name_or_path:
-            path = cfg.model_name_or_path
-            model = model_class.from_pretrained(path, config=config, trust_remote_code=remote)
+            path, options = cfg.model_name_or_path, {"config": config, **pretrained_options}
+            model = model_class.from_pretrained(path, trust_remote_code=remote, **options)
         else:
             model = model_class.from_config(config, trust_remote_code=remote)
         # fp32 weights whatever the checkpoint stores (transformers 5 loads a bf16 checkpoint as

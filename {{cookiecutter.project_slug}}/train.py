@@ -9,7 +9,6 @@ tests/): accumulation and process count do not change the numbers, a killed run 
 """
 
 import ctypes
-import functools
 import gc
 import itertools
 import json
@@ -22,6 +21,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -94,8 +94,7 @@ def is_due(strategy, every, step, epoch_end, last):
 
 @dataclass
 class Totals:
-    """What the loop adds up between two log records. The loss stays on the device until a log
-    reads it, so the loop never waits for the accelerator in between."""
+    """Sums between two log records. The loss stays on the device until a log reads it: no wait."""
 
     loss: torch.Tensor
     updates: int = 0
@@ -119,9 +118,8 @@ class Totals:
 
 def keep_freed_cpu_memory():
     """glibc gives each large tensor fresh pages, which the kernel zeroes on first touch, and
-    hands them back when it is freed: CPU updates then spend much of their time in page faults.
-    Taking every block from the heap and keeping freed memory makes a MiniLM-size update ~3%
-    faster at the same peak memory (bench/README.md). Linux with glibc only."""
+    frees them at once: CPU updates then spend much time in page faults. Keeping freed memory on
+    the heap makes a MiniLM-size update ~3% faster, same peak (bench/README.md). glibc only."""
     if platform.libc_ver()[0] == "glibc":
         libc = ctypes.CDLL(None)
         libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets a mapping of its own
@@ -175,7 +173,10 @@ def update_windows(train_set, state, cfg, accelerator, options):
         # The loader gets its own generator: drawing from the global RNG would shift dropout.
         generator = torch.Generator().manual_seed(cfg.data_seed + state.epoch)
         remaining = batches[state.batches_done :]
-        loader = DataLoader(train_set, batch_sampler=remaining, generator=generator, **options)
+        # Training batches get their epoch: augmentation draws from (data_seed, epoch, sample
+        # index), so resume repeats it. Evaluation's epoch is None: no augmentation.
+        loading = {**options, "collate_fn": partial(options["collate_fn"], epoch=state.epoch)}
+        loader = DataLoader(train_set, batch_sampler=remaining, generator=generator, **loading)
         micro_batches = iter(loader)
         while window := list(itertools.islice(micro_batches, cfg.gradient_accumulation_steps)):
             state.batches_done += len(window)
@@ -254,10 +255,9 @@ def train(cfg):
         check_metric_for_best_model(cfg, task.eval_metric_names(cfg))
     train_set, eval_set, label_names = load_datasets(cfg, accelerator, tokenizer)
     loader_options = {
-        "collate_fn": functools.partial(task.collate, tokenizer=tokenizer),
+        "collate_fn": partial(task.collate, cfg, tokenizer=tokenizer, epoch=None),
         "num_workers": cfg.dataloader_num_workers,
-        # Pinned host memory makes host-to-GPU copies faster.
-        "pin_memory": device.type == "cuda",
+        "pin_memory": device.type == "cuda",  # faster host-to-GPU copies
     }
     eval_loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, **loader_options)
 

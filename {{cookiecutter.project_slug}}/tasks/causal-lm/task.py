@@ -14,8 +14,9 @@ module. A new task is a folder with a task.py that defines the same names (and i
     data_columns(cfg)                    {option: column} the task reads, checked on loading
     prepare_datasets(cfg, raw, tokenizer)
                                          -> (train, validation, label_names): tokenized datasets
-    collate(rows, tokenizer)             -> a batch of tensors whose "labels" hold -100 wherever
-                                            there is nothing to predict
+    collate(cfg, rows, tokenizer, epoch) -> a batch of tensors whose "labels" hold -100 wherever
+                                            there is nothing to predict; `epoch` is None in
+                                            evaluation
     build_model(cfg, config, label_names)
                                          -> the model: pretrained weights or fresh from config
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
@@ -108,7 +109,7 @@ def prepare_datasets(cfg, raw, tokenizer):
     return tokenized["train"], tokenized["validation"], None
 
 
-def collate(rows, tokenizer):
+def collate(cfg, rows, tokenizer, epoch):
     batch = tokenizer.pad([{"input_ids": row["input_ids"]} for row in rows], return_tensors="pt")
     # Position t predicts token t + 1, so the labels are the inputs shifted left by one. Shifting
     # the labels here, not the logits in the loss, spares a copy of the (batch, length, vocab)

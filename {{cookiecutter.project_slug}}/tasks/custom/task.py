@@ -14,8 +14,9 @@ module. A new task is a folder with a task.py that defines the same names (and i
     data_columns(cfg)                    {option: column} the task reads, checked on loading
     prepare_datasets(cfg, raw, tokenizer)
                                          -> (train, validation, label_names): model inputs
-    collate(rows, tokenizer)             -> a batch of tensors whose "labels" hold -100 wherever
-                                            there is nothing to predict
+    collate(cfg, rows, tokenizer, epoch) -> a batch of tensors whose "labels" hold -100 wherever
+                                            there is nothing to predict; `epoch` is None in
+                                            evaluation
     build_model(cfg, config, label_names)
                                          -> the model: pretrained weights or fresh from config
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
@@ -192,7 +193,7 @@ def prepare_datasets(cfg, raw, tokenizer):
     return prepared["train"], prepared["validation"], label_names
 
 
-def collate(rows, tokenizer):
+def collate(cfg, rows, tokenizer, epoch):
     return {
         "features": torch.tensor([row["features"] for row in rows]),
         "labels": torch.tensor([row["labels"] for row in rows]),

@@ -35,7 +35,7 @@ def test_labels_are_the_next_token_and_padding_predicts_nothing():
     cfg = tiny_config()
     tokenizer, _ = task.load_tokenizer_and_config(cfg)
     rows = [{"input_ids": [5, 6, 7, 8]}, {"input_ids": [9, 10]}]
-    batch = task.collate(rows, tokenizer)
+    batch = task.collate(cfg, rows, tokenizer, None)
     assert batch["labels"].tolist() == [[6, 7, 8, -100], [10, -100, -100, -100]]
     assert task.target_counts(batch).tolist() == [3, 1]
 
@@ -45,9 +45,13 @@ def test_summed_losses_are_per_sample_sums_over_targets():
     tokenizer, model_config = task.load_tokenizer_and_config(cfg)
     torch.manual_seed(0)
     model = task.build_model(cfg, model_config, None)
-    batch = task.collate([{"input_ids": [5, 6, 7, 8]}, {"input_ids": [9, 10]}], tokenizer)
+    batch = task.collate(
+        cfg, [{"input_ids": [5, 6, 7, 8]}, {"input_ids": [9, 10]}], tokenizer, None
+    )
     losses, _ = task.summed_losses(model, batch)
-    alone, _ = task.summed_losses(model, task.collate([{"input_ids": [9, 10]}], tokenizer))
+    alone, _ = task.summed_losses(
+        model, task.collate(cfg, [{"input_ids": [9, 10]}], tokenizer, None)
+    )
     # Padding changes nothing: the second sample's loss is the same with or without it.
     assert torch.allclose(losses[1], alone[0], rtol=1e-5)
     assert losses.shape == (2,)

@@ -27,7 +27,7 @@ def test_labels_are_the_target_tokens_ending_in_eos_padded_with_minus_100(prepar
     monkeypatch.chdir(PROJECT)
     cfg, tokenizer, train_set = prepared
     rows = [train_set[i] for i in range(4)]
-    batch = task.collate(rows, tokenizer)
+    batch = task.collate(cfg, rows, tokenizer, None)
     for row, labels in zip(rows, batch["labels"].tolist(), strict=True):
         kept = [token for token in labels if token != -100]
         assert kept == row["labels"] and kept[-1] == tokenizer.eos_token_id
@@ -88,7 +88,7 @@ def test_summed_losses_over_target_counts_is_the_models_own_loss(prepared, famil
         )  # fmt: skip
     torch.manual_seed(0)
     model = AutoModelForSeq2SeqLM.from_config(config).eval()
-    batch = task.collate([train_set[i] for i in range(5)], tokenizer)
+    batch = task.collate(cfg, [train_set[i] for i in range(5)], tokenizer, None)
     with torch.no_grad():
         summed, _ = task.summed_losses(model, batch)
         expected = model(**batch).loss

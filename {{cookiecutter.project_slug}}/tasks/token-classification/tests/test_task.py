@@ -92,7 +92,7 @@ def test_label_all_tokens_continues_each_entity_inside(prepared):
 
 def test_scores_count_each_word_once_whatever_its_sub_tokens(prepared):
     (_, eval_set, names), tokenizer, raw, cfg = prepared["false"]
-    batch = task.collate([eval_set[i] for i in range(8)], tokenizer)
+    batch = task.collate(cfg, [eval_set[i] for i in range(8)], tokenizer, None)
     # Logits that give every word its true tag at its first sub-token and a wrong one elsewhere.
     right = batch["word_labels"].clamp(min=0)
     logits = torch.nn.functional.one_hot((right + 1) % len(names), len(names)).float()
