@@ -40,10 +40,12 @@ LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "y
                "rating", "intent", "topic", "tag", "ner_tags", "tags", "pos_tags", "chunk_tags",
                "summary", "highlights", "abstract", "headline", "translation")
 SOURCE_NAMES = ("document", "article", "source", "text", "input", "content", "dialogue")
+IMAGE_NAMES = ("image", "img", "picture", "photo", "image_path", "path", "file", "filename")
 # Which task option each answer sets (seq2seq names them as run_summarization.py does); a task
 # without the option ignores the answer.
 OPTIONS = {"text_column": [("text_column_name", TEXT_NAMES, "text"),
-                           ("text_column", SOURCE_NAMES, "source text")],
+                           ("text_column", SOURCE_NAMES, "source text"),
+                           ("image_column_name", IMAGE_NAMES, "images")],
            "label_column": [("label_column_name", LABEL_NAMES, "labels"),
                             ("summary_column", LABEL_NAMES, "target text")]}
 

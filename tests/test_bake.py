@@ -47,6 +47,15 @@ CASES = {
     "token-classification-defaults": {"task": "token-classification"},
     "custom-defaults": {"task": "custom", "tracker": "tensorboard"},
     "seq2seq-defaults": {"task": "seq2seq"},
+    "image-classification-defaults": {"task": "image-classification"},
+    "image-classification-hub": {
+        "task": "image-classification",
+        "model": "google/vit-base-patch16-224",
+        "dataset": "AI-Lab-Makerere/beans",
+        "label_column": "labels",
+        "mixed_precision": "bf16",
+        "include_ci_workflow": "no",
+    },
     "seq2seq-hub": {
         "task": "seq2seq",
         "model": "google-t5/t5-small",
@@ -151,7 +160,12 @@ def test_files_match_answers(case):
     # A model of your own (model.py) instead of a transformers one (pretrained.py).
     assert (project / "model.py").is_file() == (task == "custom")
     assert (project / "pretrained.py").is_file() == (task != "custom")
-    metrics = {"text-classification": "classification", "token-classification": "seqeval", "custom": "classification"}
+    metrics = {
+        "text-classification": "classification",
+        "token-classification": "seqeval",
+        "custom": "classification",
+        "image-classification": "classification",
+    }
     metric = metrics.get(task)
     if metric:
         assert [path.name for path in (project / "metrics").iterdir()] == [metric]
@@ -201,6 +215,7 @@ def test_config_defaults_match_answers(case):
     assert ("summary_column" in cfg) == (task == "seq2seq")
     assert ("label_all_tokens" in cfg) == (task == "token-classification")
     assert ("feature_columns" in cfg) == (task == "custom")
+    assert ("train_dir" in cfg and "image_column_name" in cfg) == (task == "image-classification")
     if "metrics" in cfg:
         for metric in cfg["metrics"].split(","):
             assert (project / metric).is_dir(), metric
@@ -339,6 +354,12 @@ def test_source_and_target_columns_are_found_for_seq2seq(bake):
     project = bake(task="seq2seq", dataset="news.jsonl", data_columns=("article", "highlights"))
     cfg = json.loads(generated_config(project))
     assert (cfg["text_column"], cfg["summary_column"]) == ("article", "highlights")
+
+
+def test_image_and_label_columns_are_found_for_image_classification(bake):
+    project = bake(task="image-classification", dataset="photos.csv", data_columns=("file", "class"))
+    cfg = json.loads(generated_config(project))
+    assert (cfg["image_column_name"], cfg["label_column_name"]) == ("file", "class")
 
 
 def test_word_and_tag_columns_are_found_for_token_classification(bake):

@@ -69,9 +69,10 @@ def test_task_module_defines_and_documents_the_contract(task):
     assert f'NAME = "{task}"' in module.read_text()
 
 
-def test_the_loop_asks_only_what_the_contract_names(bake):
+@pytest.mark.parametrize("task", DEFAULTS["task"])
+def test_the_loop_asks_only_what_the_contract_names(task, bake):
     for name in ("train.py", "data.py", "checkpoints.py"):
-        extra = task_attributes(bake() / name) - set(CONTRACT)
+        extra = task_attributes(bake(task=task) / name) - set(CONTRACT)
         assert not extra, f"{name} uses task.{sorted(extra)}, which the contract does not name"
 
 
@@ -127,8 +128,8 @@ def test_a_replayed_unknown_task_gets_one_sentence(run_cookiecutter, cookiecutte
     )
     assert result.returncode != 0
     sentence = (
-        "The answer task='translation' is not allowed; choose one of causal-lm, custom, seq2seq, "
-        "text-classification, token-classification."
+        "The answer task='translation' is not allowed; choose one of causal-lm, custom, "
+        "image-classification, seq2seq, text-classification, token-classification."
     )
     assert sentence in result.stderr
     assert not output_dir.exists() or list(output_dir.iterdir()) == []

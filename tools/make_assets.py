@@ -18,6 +18,11 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
 * ``seq2seq/data/{train,validation}.jsonl``: three-sentence stories and a one-sentence summary
   (``{"document": ..., "summary": ...}``); ``seq2seq/tiny-model/``: a word-level tokenizer
   (every word of the sample) and a tiny T5 config.
+* ``image-classification/data/{train,validation}.jsonl``: rows ``{"image": "images/...png",
+  "label": "circle"|"square"|"triangle"}`` whose paths count from the data file's folder; the
+  PNGs under ``data/images/``: one shape on a plain background, 28-44 pixels a side, its colour
+  mostly following the class;
+  ``image-classification/tiny-model/``: a ViT config (32x32 inputs) and its image processor.
 
 Generated projects can then train and test end to end without network access
 to any model or dataset hub. Everything is seeded, so re-running produces
@@ -29,6 +34,7 @@ import random
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -40,7 +46,9 @@ from tokenizers import (
 )
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModelForCausalLM,
+    AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -49,6 +57,7 @@ from transformers import (
     PreTrainedTokenizerFast,
     T5Config,
     T5ForConditionalGeneration,
+    ViTConfig,
 )
 
 ROOT = Path(__file__).resolve().parent.parent / "{{cookiecutter.project_slug}}" / "assets"
@@ -57,6 +66,7 @@ CLS_DIR = ROOT / "text-classification"
 NER_DIR = ROOT / "token-classification"
 CUSTOM_DIR = ROOT / "custom"
 SEQ2SEQ_DIR = ROOT / "seq2seq"
+IMAGE_DIR = ROOT / "image-classification"
 
 # --- causal-lm grammar -------------------------------------------------------
 
@@ -247,6 +257,49 @@ def penguin_row(rng: random.Random) -> dict:
     label = rng.choice(sorted(SPECIES))
     row = {name: round(rng.gauss(mean, spread * 1.5), 1) for name, (mean, spread) in SPECIES[label].items()}
     return {**row, "label": label}
+
+
+# --- image-classification sample ----------------------------------------------
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def shape_image(rng: random.Random, label: str) -> Image.Image:
+    """One shape in a colour of its own on a plain background; sizes and positions vary, so the
+    image processor resizes, and random crops sometimes cut the shape."""
+    width, height = rng.randint(28, 44), rng.randint(28, 44)
+    background = tuple(rng.randint(0, 110) for _ in range(3))
+    image = Image.new("RGB", (width, height), background)
+    size = rng.randint(12, min(width, height) - 4)
+    left, top = rng.randint(0, width - size), rng.randint(0, height - size)
+    box = (left, top, left + size, top + size)
+    # Three times in four the colour tells the class too (circles reddish, squares greenish,
+    # triangles bluish): a tiny model learns that within the debug preset's 40 updates, and the
+    # shape for the rest over the default run.
+    colour = [rng.randint(140, 200) for _ in range(3)]
+    if rng.random() < 0.75:
+        colour[SHAPES.index(label)] = 255
+    colour = tuple(colour)
+    draw = ImageDraw.Draw(image)
+    if label == "circle":
+        draw.ellipse(box, fill=colour)
+    elif label == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(left, top + size), (left + size, top + size), (left + size // 2, top)], fill=colour)
+    return image
+
+
+def write_image_split(rng: random.Random, split: str, count: int) -> None:
+    rows = []
+    for i in range(count):
+        label = rng.choice(SHAPES)
+        name = f"images/{split}/{i:04d}.png"
+        path = IMAGE_DIR / "data" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shape_image(rng, label).save(path, optimize=True)
+        rows.append({"image": name, "label": label})
+    write_jsonl(IMAGE_DIR / "data" / f"{split}.jsonl", rows)
 
 
 # --- seq2seq grammar ------------------------------------------------------------
@@ -443,6 +496,32 @@ def build_seq2seq(texts: list[str]) -> None:
     assert torch.isfinite(loss) and generated.shape[0] == 4, (loss, generated.shape)
 
 
+def build_image_classifier() -> None:
+    """A tiny ViT for 32x32 images and the image processor that brings any image to that size."""
+    out = IMAGE_DIR / "tiny-model"
+    config = ViTConfig(
+        image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    config.save_pretrained(out)
+    # Written out, not saved from an instance: transformers 5 names its PIL or torchvision
+    # variant, and every version loads the plain class name.
+    processor = {
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": True, "size": {"height": 32, "width": 32}, "resample": 2,
+        "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+    }  # fmt: skip
+    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    # Smoke test: two images of other sizes in, one logit row each out.
+    images = [Image.open(IMAGE_DIR / "data" / "images" / "train" / f"000{i}.png") for i in range(2)]
+    pixels = AutoImageProcessor.from_pretrained(out)(images, return_tensors="pt")["pixel_values"]
+    model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(out, num_labels=3))
+    with torch.no_grad():
+        logits = model(pixel_values=pixels).logits
+    assert pixels.shape == (2, 3, 32, 32) and logits.shape == (2, 3), (pixels.shape, logits.shape)
+
+
 def main() -> None:
     rng = random.Random(0)
     lm_train, lm_val = lm_rows(rng, 2000), lm_rows(rng, 200)
@@ -472,11 +551,16 @@ def main() -> None:
     write_jsonl(SEQ2SEQ_DIR / "data" / "train.jsonl", seq_train)
     write_jsonl(SEQ2SEQ_DIR / "data" / "validation.jsonl", seq_val)
 
+    image_rng = random.Random(4)
+    write_image_split(image_rng, "train", 600)
+    write_image_split(image_rng, "validation", 150)
+
     torch.manual_seed(0)
     build_causal_lm([r["text"] for r in lm_train])
     build_classifier([r["text"] for r in cls_train])
     build_token_classifier([r["tokens"] for r in ner_train])
     build_seq2seq([r[key] for r in seq_train + seq_val for key in ("document", "summary")])
+    build_image_classifier()
     print(f"wrote assets under {ROOT}")
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import datasets
 import torch
 
+{% if cookiecutter.task == "image-classification" %}
+import images
+{% endif %}
 import task
 from config import UsageError
 
@@ -63,6 +66,12 @@ def load_raw_datasets(cfg, columns):
         raw = load_or_explain(
             sources["train"], datasets.load_dataset, cfg.dataset_name, cfg.dataset_config_name
         )
+{% if cookiecutter.task == "image-classification" %}
+    elif cfg.train_dir:
+        # Folders of images, one sub-folder per class.
+        sources = {"train": f"train_dir {cfg.train_dir}"}
+        raw = images.read_image_folders(cfg)
+{% endif %}
     else:
         files = {"train": ("train_file", cfg.train_file)}
         if cfg.validation_file:

@@ -3,6 +3,7 @@ wherever it lives, Ctrl-C saves, scores reach the console, and the console stays
 
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,12 @@ def own_copy_of_the_sample(directory, suffix):
     """The bundled training rows with every column renamed (text -> my_text, ...), as csv,
     jsonl or parquet, and the options that name those columns."""
     rows = [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()][:80]
+    # Paths to files (images) count from the sample's folder; in your file they point anywhere.
+    folder = (PROJECT / TINY["train_file"]).parent
+    rows = [
+        {name: str(folder / v) if os.path.isfile(folder / str(v)) else v for name, v in r.items()}
+        for r in rows
+    ]
     columns = {option: TINY[option] for option in task.data_columns(Config())}
     renamed = [{f"my_{name}": value for name, value in row.items()} for row in rows]
     path = directory / f"mine{suffix}"

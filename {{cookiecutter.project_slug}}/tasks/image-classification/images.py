@@ -1,0 +1,124 @@
+"""Images for task.py: folders of class folders, a check of every image before training, and
+the training augmentation.
+
+Images are decoded in collate, batch by batch, so a dataset larger than memory trains; each one
+is opened once before training, so a missing or corrupt file stops the run at the start, not
+hours into it. The augmentation (a random resized crop, a horizontal flip) draws from a
+generator seeded with (data_seed, epoch, sample index): a pure function of those three, so
+accumulation, the process count and resuming from a checkpoint see the very same pixels.
+"""
+
+import io
+import math
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+import PIL.Image
+from accelerate import PartialState
+
+from config import UsageError
+
+IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def read_image_folders(cfg):
+    """train_dir (and validation_dir) in the imagefolder layout as splits of image paths and
+    labels: each sub-folder is a class, named by the folder."""
+    raw = datasets.DatasetDict()
+    for split, folder in (("train", cfg.train_dir), ("validation", cfg.validation_dir)):
+        if folder is None:
+            continue
+        if not Path(folder).is_dir():
+            raise UsageError(f"Image folder {folder} ({split}_dir) does not exist.")
+        classes = sorted(path for path in Path(folder).iterdir() if path.is_dir())
+        if not classes:
+            raise UsageError(f"{split}_dir {folder} holds no class folders (one per class).")
+        images, labels = [], []
+        for directory in classes:
+            found = sorted(
+                str(path.resolve())
+                for path in directory.rglob("*")
+                if path.suffix.lower() in IMAGE_ENDINGS
+            )
+            if not found:
+                raise UsageError(f"Class folder {directory} ({split}_dir) holds no images.")
+            images += found
+            labels += [directory.name] * len(found)
+        columns = {cfg.image_column_name: images, cfg.label_column_name: labels}
+        raw[split] = datasets.Dataset.from_dict(columns)
+    return raw
+
+
+def open_image(image):
+    """An image stored as {"bytes", "path"} (datasets' Image feature, not decoded) as RGB."""
+    source = io.BytesIO(image["bytes"]) if image["bytes"] else image["path"]
+    with PIL.Image.open(source) as opened:
+        return opened.convert("RGB")
+
+
+def checked_images(split, column, base, where, skip):
+    """The split with `column` as undecoded images, each opened once. A missing or corrupt image
+    stops the run with one sentence naming it, or, with `skip`, is left out and counted."""
+    kind = split.features[column]
+    if isinstance(kind, datasets.Value) and kind.dtype in ("string", "large_string"):
+
+        def to_path(rows):
+            return {column: [str(base / path) if path else path for path in rows[column]]}
+
+        split = split.map(to_path, batched=True)
+    elif not isinstance(kind, datasets.Image):
+        held = getattr(kind, "dtype", type(kind).__name__)
+        raise UsageError(f"Column {column!r} of the {where} data holds {held}, not images.")
+    split = split.cast_column(column, datasets.Image(decode=False))
+
+    def problem(image):
+        if image is None:
+            return "has no image"
+        name = image["path"] or "bytes"
+        if not image["bytes"] and not os.path.isfile(image["path"]):
+            return f"names {name}, which does not exist"
+        try:
+            open_image(image)
+        except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
+            return f"holds {name}, which cannot be read ({str(error).splitlines()[0]})"
+        return None
+
+    # A thousand at a time: a hub dataset holds the encoded images themselves.
+    problems = [problem(image) for rows in split.iter(1000) for image in rows[column]]
+    bad = [i for i, found in enumerate(problems) if found]
+    if bad and not skip:
+        hint = " (skip_unreadable_images=true leaves such images out)"
+        raise UsageError(f"Row {bad[0]} of the {where} data {problems[bad[0]]}{hint}.")
+    if bad:
+        first = f"row {bad[0]} {problems[bad[0]]}"
+        skipped = f"Skipped {len(bad)} unreadable image(s) of the {where} data; the first: {first}."
+        PartialState().print(skipped)
+        split = split.select(sorted(set(range(len(split))) - set(bad)))
+    return split
+
+
+def random_crop_and_flip(image, cfg, epoch, index):
+    """torchvision's RandomResizedCrop box (area scale min_crop_scale..1, aspect ratio 3/4..4/3)
+    and a horizontal flip, drawn from (data_seed, epoch, index) alone. The image processor then
+    resizes the crop to the model's input size."""
+    rng = np.random.default_rng([cfg.data_seed, epoch, index])
+    width, height = image.size
+    box = None
+    for _ in range(10 if cfg.min_crop_scale < 1 else 0):
+        area = width * height * rng.uniform(cfg.min_crop_scale, 1.0)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        crop_width = round(math.sqrt(area * ratio))
+        crop_height = round(math.sqrt(area / ratio))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            left = int(rng.integers(0, width - crop_width + 1))
+            top = int(rng.integers(0, height - crop_height + 1))
+            box = (left, top, left + crop_width, top + crop_height)
+            break
+    if box is None:  # no crop asked for, or none fits in ten draws: the whole image
+        box = (0, 0, width, height)
+    image = image.crop(box)
+    if cfg.horizontal_flip and rng.random() < 0.5:
+        image = image.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT)
+    return image
