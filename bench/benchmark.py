@@ -36,7 +36,7 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 TEMPLATE = BENCH.parent
-TASKS = ("causal-lm", "text-classification", "token-classification", "seq2seq", "custom")
+TASKS = ("causal-lm", "text-classification", "token-classification", "seq2seq", "image-classification", "custom")
 # Updates per run: a ~10 s steady window for both (a classification update is 4x faster), so
 # that a few seconds of a noisy neighbour move the ratios less.
 DEFAULT_UPDATES = {
@@ -44,12 +44,16 @@ DEFAULT_UPDATES = {
     "text-classification": 800,
     "token-classification": 800,
     "seq2seq": 400,
+    "image-classification": 400,
     "custom": 800,
 }
 EAGER = ("train.py", "floor", "Trainer")
 WARM_NEW = "train.py (warm cache, new output_dir)"
 # Updates per turn: about 0.25 s.
-LOCKSTEP_TURN = {"causal-lm": 5, "text-classification": 20, "token-classification": 20, "seq2seq": 10, "custom": 20}
+LOCKSTEP_TURN = {
+    "causal-lm": 5, "text-classification": 20, "token-classification": 20, "seq2seq": 10, "image-classification": 10,
+    "custom": 20,
+}  # fmt: skip
 LOCKSTEP_PAIRS = (("train.py", "floor"), ("train.py", "Trainer"))
 # The custom task's row trains the MLP at a size tabular models are trained at (3 x 512 units,
 # batch 256), not the tests' 2 x 32 units: at ~1 ms an update measures only per-update overhead.
@@ -159,8 +163,9 @@ def command(contender, task, project, out_dir, args, updates, extra=None, row=No
         "warmup_steps": args.warmup_updates, "weight_decay": 0.01, "max_grad_norm": 1.0,
         "logging_steps": 50, "seed": 42, "output_dir": out_dir,
     }  # fmt: skip
-    length = {"causal-lm": "block_size", "seq2seq": "max_source_length", "custom": None}.get(task, "max_seq_length")
-    if length:  # the custom task's model.py reads numbers: no sequence length
+    length = {"causal-lm": "block_size", "seq2seq": "max_source_length", "custom": None, "image-classification": None}
+    length = length.get(task, "max_seq_length")
+    if length:  # the custom task's model.py reads numbers, images have no length
         common[length] = 128
     common.update({} if row else TASK_OPTIONS.get(task, {}))
     common.update(row["options"] if row else {})
@@ -468,6 +473,9 @@ def summarize(results, stats, args, lock):
         if task == "custom":  # numbers read into memory, no tokenization: nothing to cache
             verdicts.append((task, "data prep (nothing cached: no tokenization)",
                              f"{fmt(cold, 3)} s; {SCALE}x data {fmt(scaled, 3)} s", "n/a", "", ""))  # fmt: skip
+        elif task == "image-classification":  # every image opened at every start, on purpose (images.py)
+            verdicts.append((task, "data prep (every image opened once per run, not cached)",
+                             f"{fmt(cold, 3)} s; warm {fmt(warm, 3)} s; {SCALE}x data {fmt(scaled, 3)} s", "n/a", "", ""))  # fmt: skip
         else:
             verdicts += [
                 (
@@ -525,6 +533,9 @@ def cache_at_scale(task, project, root, args, results, counter):
     data = root / f"data-{SCALE}x-{task}"
     data.mkdir()
     rows = (project / f"assets/{task}/data/train.jsonl").read_text().splitlines(keepends=True)
+    if task == "image-classification":  # image paths count from the data file's folder: absolute here
+        images = project / f"assets/{task}/data"
+        rows = [json.dumps({**row, "image": str(images / row["image"])}) + "\n" for row in map(json.loads, rows)]
     (data / "train.jsonl").write_text("".join(rows * SCALE))
     extra = {
         "train_file": data / "train.jsonl", "validation_file": project / f"assets/{task}/data/validation.jsonl",

@@ -22,7 +22,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--task",
         required=True,
-        choices=["causal-lm", "text-classification", "token-classification", "seq2seq", "custom"],
+        choices=[
+            "causal-lm",
+            "text-classification",
+            "token-classification",
+            "seq2seq",
+            "image-classification",
+            "custom",
+        ],
     )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--max_steps", type=int, default=200)
@@ -53,9 +60,14 @@ def parse_args(argv=None):
 
 
 def load_tokenizer(args):
-    """The task's tokenizer; None for the custom task (model.py reads numbers)."""
+    """The task's tokenizer (image classification: its image processor); None for the custom
+    task (model.py reads numbers)."""
     if args.task == "custom":
         return None
+    if args.task == "image-classification":
+        from transformers import AutoImageProcessor
+
+        return AutoImageProcessor.from_pretrained(args.model_dir)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
@@ -80,6 +92,17 @@ def prepare_data(args, tokenizer):
                 "labels": [label_names.index(row["label"]) for row in split],
             })
             for split in (raw["train"], raw["validation"])
+        ]  # fmt: skip
+        return prepared[0], prepared[1], label_names
+    if args.task == "image-classification":  # paths from the data file's folder, label ids, row index
+        label_names = sorted(raw["train"].unique("label"))
+        prepared = [
+            datasets.Dataset.from_dict({
+                "image": [os.path.join(os.path.dirname(files[name]), path) for path in split["image"]],
+                "labels": [label_names.index(label) for label in split["label"]],
+                "index": list(range(len(split))),
+            })
+            for name, split in raw.items()
         ]  # fmt: skip
         return prepared[0], prepared[1], label_names
     if args.task == "causal-lm":
@@ -127,8 +150,25 @@ def prepare_data(args, tokenizer):
     return tokenized["train"], tokenized["validation"], label_names
 
 
-def make_collate(task, tokenizer):
+def make_collate(task, tokenizer, augment=False, seed=42):
+    """Images: decoded, and with `augment` cropped and flipped by the generated project's
+    images.py (the work train.py does; always epoch 0, the cost is the same), then processed."""
+    if task == "image-classification":
+        import sys
+        from types import SimpleNamespace
+
+        sys.path.insert(0, os.getcwd())  # the generated project's images.py
+        import images
+
+        options = SimpleNamespace(data_seed=seed, min_crop_scale=0.08, horizontal_flip=True)
+
     def collate(rows):  # pad to the longest in the batch; no loss on padding
+        if task == "image-classification":
+            pictures = [images.open_image({"bytes": None, "path": row["image"]}) for row in rows]
+            if augment:
+                pictures = [images.random_crop_and_flip(p, options, 0, r["index"]) for p, r in zip(pictures, rows)]
+            pixel_values = tokenizer(pictures, return_tensors="pt")["pixel_values"]
+            return {"pixel_values": pixel_values, "labels": torch.tensor([row["labels"] for row in rows])}
         if task == "custom":
             return {
                 "features": torch.tensor([row["features"] for row in rows], dtype=torch.float32),
@@ -207,18 +247,21 @@ def build_model(args, tokenizer, label_names, train_set=None):
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
+        AutoModelForImageClassification,
         AutoModelForSeq2SeqLM,
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
     )
 
     config = AutoConfig.from_pretrained(args.model_dir)
-    config.pad_token_id = tokenizer.pad_token_id
+    if args.task != "image-classification":
+        config.pad_token_id = tokenizer.pad_token_id
     model_class = {"causal-lm": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}.get(args.task)
     if model_class is None:
         model_class = {
             "text-classification": AutoModelForSequenceClassification,
             "token-classification": AutoModelForTokenClassification,
+            "image-classification": AutoModelForImageClassification,
         }[args.task]
         config.num_labels = len(label_names)
         config.id2label = {i: str(name) for i, name in enumerate(label_names)}
@@ -241,7 +284,7 @@ def scores(task, loss_sum, target_count, predictions, references):
     """Eval loss (mean over targets) and, for classification, accuracy and macro F1, computed
     like the generated project's metrics module."""
     result = {"eval_loss": loss_sum / target_count}
-    if task in ("text-classification", "custom"):
+    if task in ("text-classification", "image-classification", "custom"):
         pairs = list(zip(predictions, references))
         labels = sorted(set(predictions) | set(references))
         f1 = [2 * sum(p == r == c for p, r in pairs) / (predictions.count(c) + references.count(c)) for c in labels]

@@ -32,7 +32,8 @@ total, warmup = args.max_steps, args.warmup_steps
 schedule = torch.optim.lr_scheduler.LambdaLR(
     optimizer, lambda s: s / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
 )
-collate = common.make_collate(args.task, tokenizer)
+collate = common.make_collate(args.task, tokenizer, augment=True, seed=args.seed)
+eval_collate = common.make_collate(args.task, tokenizer)
 order = common.TrainOrder(len(train_set), args.seed)
 loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, sampler=order, collate_fn=collate)
 os.makedirs(args.output_dir, exist_ok=True)
@@ -61,7 +62,7 @@ if args.do_eval:
     model.eval()
     loss_sum, targets, predictions, references = 0.0, 0, [], []
     with torch.no_grad():
-        for batch in DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=collate):
+        for batch in DataLoader(eval_set, batch_size=args.per_device_eval_batch_size, collate_fn=eval_collate):
             labels = batch.pop("labels")
             logits = model(**batch).logits
             if args.task == "causal-lm":  # position t predicts token t + 1

@@ -47,6 +47,8 @@ training_args = arguments_class(
     dataloader_num_workers=0,
     seed=args.seed,
     torch_compile=args.torch_compile,
+    # Image rows hold paths that the collator decodes: keep the columns the model does not take.
+    remove_unused_columns=args.task != "image-classification",
 )
 
 
@@ -61,11 +63,13 @@ class SameOrderTrainer(Seq2SeqTrainer if args.task == "seq2seq" else Trainer):
 
 
 trainer = SameOrderTrainer(
-    model=model, args=training_args, train_dataset=train_set, data_collator=common.make_collate(args.task, tokenizer),
-    compute_metrics=compute_metrics if args.task in ("text-classification", "custom") else None,
+    model=model, args=training_args, train_dataset=train_set,
+    data_collator=common.make_collate(args.task, tokenizer, augment=True, seed=args.seed),
+    compute_metrics=compute_metrics if args.task in ("text-classification", "image-classification", "custom") else None,
 )  # fmt: skip
 trainer.train()
 if args.do_eval:
+    trainer.data_collator = common.make_collate(args.task, tokenizer)  # no augmentation
     print(trainer.evaluate(eval_set))
 trainer.save_model(os.path.join(args.output_dir, "final"))
 if tokenizer is not None:
