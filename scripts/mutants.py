@@ -1,0 +1,185 @@
+"""Check that the guarantee tests can fail: bake a project per task, break the loop (or the task)
+in one known way at a time, and run the test that should notice. A mutant the test lets through
+("survived") means the guarantee is claimed but not proven.
+
+    .venv/bin/python scripts/mutants.py                          # every task (about 45 minutes)
+    .venv/bin/python scripts/mutants.py --tasks image-classification
+
+Not part of scripts/test.sh: each mutant retrains the tiny model. Run it after a change to the
+guarantee tests or to the code they guard; the README lists the last results.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+TASKS = json.loads((TEMPLATE / "cookiecutter.json").read_text())["task"]
+
+# (name, file, code, its mutation, the test that must fail); the code must occur exactly once.
+LOOP_MUTANTS = [
+    (
+        "an update's loss as the mean of its micro-batches' means",
+        "train.py",
+        "loss = losses.sum() * world / update_targets",
+        "loss = losses.sum() * world / task.target_counts(batch).sum() / len(window)",
+        "test_accumulation_does_not_change_the_numbers",
+    ),
+    (
+        "no process-count correction of DDP's gradient average",
+        "train.py",
+        "loss = losses.sum() * world / update_targets",
+        "loss = losses.sum() / update_targets",
+        "test_two_processes_equal_one_with_twice_the_batch",
+    ),
+    (
+        "target counts not summed across processes",
+        "train.py",
+        'update_targets = accelerator.reduce(local_targets.float(), "sum")',
+        "update_targets = local_targets.float() * world",
+        "test_two_processes_equal_one_with_twice_the_batch",
+    ),
+    (
+        "the schedule's horizon drops each epoch's short last window",
+        "train.py",
+        "updates_per_epoch = math.ceil(len(batches) / cfg.gradient_accumulation_steps)",
+        "updates_per_epoch = len(batches) // cfg.gradient_accumulation_steps",
+        "test_learning_rate_of_every_update_over_the_sharded_horizon",
+    ),
+    (
+        "the data loader seeds its workers from the global RNG",
+        "train.py",
+        "loader = DataLoader(train_set, batch_sampler=remaining, generator=generator, **loading)",
+        "loader = DataLoader(train_set, batch_sampler=remaining, **loading)",
+        "test_resume_after_sigkill_is_bit_identical",
+    ),
+    (
+        "non-finite losses filtered out of the health check",
+        "train.py",
+        "health += update_health",
+        "health += torch.nan_to_num(update_health, nan=0.0, posinf=0.0, neginf=0.0)",
+        "test_non_finite_loss_stops_the_run_and_names_the_update",
+    ),
+    (
+        "resume replays its epoch from the start",
+        "train.py",
+        "remaining = batches[state.batches_done :]",
+        "remaining = batches",
+        "test_resume_after_sigkill_is_bit_identical",
+    ),
+    (
+        "warmup one update too long",
+        "train.py",
+        "if update < warmup:",
+        "if update <= warmup:",
+        "test_learning_rate_of_every_update_over_the_sharded_horizon",
+    ),
+    (
+        "evaluation keeps the samples that even out the shards",
+        "train.py",
+        "accelerator.gather_for_metrics((losses, task.target_counts(batch)))",
+        "accelerator.gather((losses, task.target_counts(batch)))",
+        "test_eval_counts_every_sample_once_on_two_processes",
+    ),
+    (
+        "the logged loss is the window's sum, not its mean",
+        "train.py",
+        '"loss": self.loss.item() / max(1, self.updates),',
+        '"loss": self.loss.item(),',
+        "test_logged_loss_is_the_mean_of_the_window",
+    ),
+]
+UNPADDED = (
+    "per-token predictions gathered without padding across processes",
+    "train.py",
+    "values = accelerator.pad_across_processes(values, dim=1, pad_index=-100)",
+    "values = values",
+    "test_two_processes_equal_one_with_twice_the_batch",
+)
+TASK_MUTANTS = {
+    "image-classification": [
+        (
+            "augmentation drawn from an unseeded generator",
+            "images.py",
+            "rng = np.random.default_rng([cfg.data_seed, epoch, index])",
+            "rng = np.random.default_rng()",
+            "test_resume_after_sigkill_is_bit_identical",
+        ),
+    ],
+    "seq2seq": [UNPADDED],
+    "token-classification": [UNPADDED],
+}
+
+
+def bake(task, root):
+    cookiecutter = Path(sys.executable).with_name("cookiecutter")
+    out = root / task
+    subprocess.run(
+        [str(cookiecutter), "--no-input", "-o", str(out), str(TEMPLATE), f"task={task}"],
+        check=True,
+        capture_output=True,
+    )
+    return next(out.iterdir())
+
+
+def mutate(project, edits):
+    for name, code, mutation in edits:
+        path = project / name
+        text = path.read_text()
+        if text.count(code) != 1:
+            raise SystemExit(f"{name}: the code to mutate occurs {text.count(code)} times: {code!r}")
+        path.write_text(text.replace(code, mutation))
+
+
+def run_test(project, test):
+    """True when the test fails (the mutant is killed)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests", "-k", test],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:  # e.g. processes that wait for each other forever
+        return True
+    if result.returncode == 5:  # pytest: no test collected
+        raise SystemExit(f"{test} selects no test in {project}.")
+    return result.returncode != 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated tasks (default: all).")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for task in args.tasks.split(","):
+            clean = bake(task, root / "clean")
+            for name, file, code, mutation, test in LOOP_MUTANTS + TASK_MUTANTS.get(task, []):
+                project = root / "mutant"
+                shutil.rmtree(project, ignore_errors=True)
+                shutil.copytree(clean, project)
+                mutate(project, [(file, code, mutation)])
+                started = time.perf_counter()
+                killed = run_test(project, test)
+                seconds = time.perf_counter() - started
+                rows.append((task, name, test, "killed" if killed else "SURVIVED"))
+                print(f"{task:21} {'killed  ' if killed else 'SURVIVED'} {seconds:5.0f} s  {name}", flush=True)
+    print("\n| task | mutant | test | result |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 1 if any(row[-1] == "SURVIVED" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
