@@ -58,9 +58,25 @@ def open_image(image):
         return opened.convert("RGB")
 
 
-def checked_images(split, column, base, where, skip):
-    """The split with `column` as undecoded images, each opened once. A missing or corrupt image
-    stops the run with one sentence naming it, or, with `skip`, is left out and counted."""
+def problem(image):
+    """Why an image stored as {"bytes", "path"} cannot be used, or None."""
+    if image is None:
+        return "has no image"
+    name = image["path"] or "bytes"
+    if not image["bytes"] and not os.path.isfile(image["path"]):
+        return f"names {name}, which does not exist"
+    try:
+        open_image(image)
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
+        return f"holds {name}, which cannot be read ({str(error).splitlines()[0]})"
+    return None
+
+
+def checked_images(cfg, split, base, where):
+    """The split with its image column as undecoded images, each opened once (in
+    preprocessing_num_workers processes). A missing or corrupt image stops the run with one
+    sentence naming it, or, with skip_unreadable_images, is left out and counted."""
+    column = cfg.image_column_name
     kind = split.features[column]
     if isinstance(kind, datasets.Value) and kind.dtype in ("string", "large_string"):
 
@@ -72,23 +88,17 @@ def checked_images(split, column, base, where, skip):
         held = getattr(kind, "dtype", type(kind).__name__)
         raise UsageError(f"Column {column!r} of the {where} data holds {held}, not images.")
     split = split.cast_column(column, datasets.Image(decode=False))
-
-    def problem(image):
-        if image is None:
-            return "has no image"
-        name = image["path"] or "bytes"
-        if not image["bytes"] and not os.path.isfile(image["path"]):
-            return f"names {name}, which does not exist"
-        try:
-            open_image(image)
-        except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
-            return f"holds {name}, which cannot be read ({str(error).splitlines()[0]})"
-        return None
-
-    # A thousand at a time: a hub dataset holds the encoded images themselves.
-    problems = [problem(image) for rows in split.iter(1000) for image in rows[column]]
+    # Not cached: a file fixed after an error is opened again on the next run.
+    problems = split.map(
+        lambda rows: {"problem": [problem(image) for image in rows[column]]},
+        batched=True,
+        remove_columns=split.column_names,
+        num_proc=cfg.preprocessing_num_workers,
+        keep_in_memory=True,
+        load_from_cache_file=False,
+    )["problem"]
     bad = [i for i, found in enumerate(problems) if found]
-    if bad and not skip:
+    if bad and not cfg.skip_unreadable_images:
         hint = " (skip_unreadable_images=true leaves such images out)"
         raise UsageError(f"Row {bad[0]} of the {where} data {problems[bad[0]]}{hint}.")
     if bad:

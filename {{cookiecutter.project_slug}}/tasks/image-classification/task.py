@@ -152,10 +152,7 @@ def prepare_datasets(cfg, raw, tokenizer):
         raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")
     prepared = {}
     for split in ("train", "validation"):
-        rows = images.checked_images(
-            raw[split], cfg.image_column_name, image_base(cfg, split), split,
-            cfg.skip_unreadable_images,
-        )  # fmt: skip
+        rows = images.checked_images(cfg, raw[split], image_base(cfg, split), split)
         prepared[split] = datasets.Dataset.from_dict(
             {
                 "image": rows[cfg.image_column_name],
