@@ -74,10 +74,10 @@ LOOP_MUTANTS = [
         "test_resume_after_sigkill_is_bit_identical",
     ),
     (
-        "warmup one update too long",
+        "warmup starts one update ahead (lr/warmup instead of 0)",
         "train.py",
-        "if update < warmup:",
-        "if update <= warmup:",
+        "return cfg.learning_rate * update / max(1, warmup)",
+        "return cfg.learning_rate * (update + 1) / max(1, warmup)",
         "test_learning_rate_of_every_update_over_the_sharded_horizon",
     ),
     (
@@ -159,6 +159,7 @@ def run_test(project, test):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated tasks (default: all).")
+    parser.add_argument("--only", default="", help="Run only the mutants whose name contains this text.")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,6 +167,8 @@ def main():
         for task in args.tasks.split(","):
             clean = bake(task, root / "clean")
             for name, file, code, mutation, test in LOOP_MUTANTS + TASK_MUTANTS.get(task, []):
+                if args.only not in name:
+                    continue
                 project = root / "mutant"
                 shutil.rmtree(project, ignore_errors=True)
                 shutil.copytree(clean, project)

@@ -157,6 +157,7 @@ def test_files_match_answers(case):
     assert (project / "assets" / task / "data" / "train.jsonl").is_file()
     assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
     assert (project / "conll.py").is_file() == (task == "token-classification")
+    assert (project / "images.py").is_file() == (task == "image-classification")
     # A model of your own (model.py) instead of a transformers one (pretrained.py).
     assert (project / "model.py").is_file() == (task == "custom")
     assert (project / "pretrained.py").is_file() == (task != "custom")

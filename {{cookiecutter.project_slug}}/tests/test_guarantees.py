@@ -84,8 +84,14 @@ def test_accumulation_does_not_change_the_numbers(tmp_path):
 def test_two_processes_equal_one_with_twice_the_batch(tmp_path, accumulation):
     """2 processes x batch B == 1 process x batch 2B: losses, learning rates, weights, eval."""
     one, two = tmp_path / "one", tmp_path / "two"
-    # 45 eval samples do not divide the global eval batch (2 x 4): the last batch is uneven.
-    options = {"gradient_accumulation_steps": accumulation, "eval_strategy": "epoch"}
+    # 45 eval samples do not divide the global eval batch (2 x 4): the last batch is uneven. 51
+    # training samples end each epoch with a global batch of 3, split 2 + 1: the processes hold
+    # different target counts even where every sample has one target.
+    options = {
+        "gradient_accumulation_steps": accumulation,
+        "eval_strategy": "epoch",
+        "max_train_samples": 51,
+    }
     run_train(one, per_device_train_batch_size=4, **options)
     run_train(two, processes=2, per_device_train_batch_size=2, **options)
     assert len(losses(one)) >= 10
