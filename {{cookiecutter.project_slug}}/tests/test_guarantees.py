@@ -179,6 +179,9 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, model_with_dropout):
     record_difference("losses and weights, bit for bit", 0.0)
 
 
+# Per process checkpoint state and resume position are the loop's, the same for every task;
+# each task's own resume is proven bit for bit by the one-process test above.
+@pytest.mark.loop
 @pytest.mark.slow
 def test_resume_on_two_processes_matches(tmp_path, model_with_dropout):
     reference, interrupted, state = kill_and_resume(
