@@ -9,6 +9,7 @@ Variants (each edits one line of a copy of the generated project):
     per-tensor AdamW         optim.py: fused=None (PyTorch's default on CPU)
     CPU memory handed back   train.py: keep_freed_cpu_memory() not called
     evaluation in file order data.py: the validation set is not sorted by length
+    large blocks mapped      train.py: blocks from 64 MB get their own mapping (freed at once)
     logits kept ...          train.py: a batch's logits live until the next batch's are made
 """
 
@@ -28,6 +29,13 @@ VARIANTS = {
     "per-tensor AdamW": [("optim.py", "fused=fused or None", "fused=None")],
     "CPU memory handed back": [("train.py", "        keep_freed_cpu_memory()\n", "        pass\n")],
     "evaluation in file order": [("data.py", 'if "input_ids" in eval_set.column_names:', "if False:")],
+    "large blocks mapped (64 MB threshold)": [
+        (
+            "train.py",
+            "libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets a mapping of its own",
+            "libc.mallopt(-3, 64 * 2**20)  # M_MMAP_THRESHOLD: blocks from 64 MB get a mapping",
+        ),
+    ],
     "logits kept to the next batch": [
         (
             "train.py",
