@@ -57,7 +57,7 @@ from config import UsageError, option
 
 NAME = "image-classification"
 MODEL_CLASS = AutoModelForImageClassification
-# Data files are read by the datasets library (data.py); image folders by read_image_folders.
+# Data files are read by the datasets library, image folders by images.read_image_folders.
 FILE_READERS = {}
 
 
@@ -102,9 +102,10 @@ def load_tokenizer_and_config(cfg):
     model_id = cfg.model_name_or_path or cfg.config_name
     config = pretrained.from_hub_or_directory(AutoConfig, model_id, cfg)
     processor_id = cfg.image_processor_name or model_id
-    if Path(processor_id, "config.json").is_file():
-        if not Path(processor_id, "preprocessor_config.json").is_file():
-            raise UsageError(f"{processor_id} has no image processor; set image_processor_name.")
+    # A local model directory without one (a text model) gets a sentence, not a library error.
+    has_config = Path(processor_id, "config.json").is_file()
+    if has_config and not Path(processor_id, "preprocessor_config.json").is_file():
+        raise UsageError(f"{processor_id} has no image processor; set image_processor_name.")
     processor = pretrained.from_hub_or_directory(AutoImageProcessor, processor_id, cfg)
     return processor, config
 
