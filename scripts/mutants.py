@@ -112,6 +112,36 @@ TASK_MUTANTS = {
             "test_resume_after_sigkill_is_bit_identical",
         ),
     ],
+    "sft": [
+        (
+            "packed documents see each other (the KV cache turns off transformers' packed masks)",
+            "task.py",
+            "return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits",
+            "return model(input_ids=input_ids, position_ids=position_ids).logits",
+            "test_packed_rows_give_every_token_the_loss_of_its_document_alone",
+        ),
+        (
+            "positions run on across a packed row's documents",
+            "packing.py",
+            'row["position_ids"] += list(range(len(document["input_ids"])))',
+            'row["position_ids"] += list(range(len(row["position_ids"]), len(row["input_ids"])))',
+            "test_packed_rows_give_every_token_the_loss_of_its_document_alone",
+        ),
+        (
+            "the prompt's tokens are trained on",
+            "formats.py",
+            "mask = [0 if completion_only else 1] * len(prompt_ids) + [1] * len(answer)",
+            "mask = [1] * len(prompt_ids) + [1] * len(answer)",
+            "test_masked_tokens_get_zero_gradient_and_the_loss_is_the_mean_over_answers",
+        ),
+        (
+            "packing drops the assistant mask (trl#3728)",
+            "packing.py",
+            'row["loss_mask"] += document["loss_mask"]',
+            'row["loss_mask"] += [1] * len(document["loss_mask"])',
+            "test_assistant_only_loss_trains_on_the_answers_even_when_packed",
+        ),
+    ],
     "seq2seq": [UNPADDED],
     "token-classification": [UNPADDED],
 }

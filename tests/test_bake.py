@@ -47,6 +47,14 @@ CASES = {
     "token-classification-defaults": {"task": "token-classification"},
     "custom-defaults": {"task": "custom", "tracker": "tensorboard"},
     "seq2seq-defaults": {"task": "seq2seq"},
+    "sft-defaults": {"task": "sft"},
+    "sft-hub": {
+        "task": "sft",
+        "model": "Qwen/Qwen2.5-0.5B-Instruct",
+        "dataset": "trl-lib/Capybara",
+        "mixed_precision": "bf16",
+        "include_ci_workflow": "no",
+    },
     "image-classification-defaults": {"task": "image-classification"},
     "image-classification-hub": {
         "task": "image-classification",
@@ -139,6 +147,9 @@ def text_files(project):
                 continue
 
 
+CHAT_TEMPLATE_MARKERS = ("{% generation %}", "{% endgeneration %}")
+
+
 def test_directory_is_named_after_the_slug(case):
     _, answers, project = case
     assert project.name == answers["project_slug"]
@@ -158,6 +169,7 @@ def test_files_match_answers(case):
     assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
     assert (project / "conll.py").is_file() == (task == "token-classification")
     assert (project / "images.py").is_file() == (task == "image-classification")
+    assert (project / "packing.py").is_file() == (project / "chat.py").is_file() == (task == "sft")
     # A model of your own (model.py) instead of a transformers one (pretrained.py).
     assert (project / "model.py").is_file() == (task == "custom")
     assert (project / "pretrained.py").is_file() == (task != "custom")
@@ -212,7 +224,8 @@ def test_config_defaults_match_answers(case):
     assert cfg["mixed_precision"] == answers["mixed_precision"]
     assert cfg["report_to"] == answers["tracker"]
     assert ("block_size" in cfg) == (task == "causal-lm")
-    assert ("label_column_name" in cfg) == (task not in ("causal-lm", "seq2seq"))
+    assert ("max_length" in cfg and "assistant_only_loss" in cfg) == (task == "sft")
+    assert ("label_column_name" in cfg) == (task not in ("causal-lm", "seq2seq", "sft"))
     assert ("summary_column" in cfg) == (task == "seq2seq")
     assert ("label_all_tokens" in cfg) == (task == "token-classification")
     assert ("feature_columns" in cfg) == (task == "custom")
@@ -247,8 +260,11 @@ def test_cookiecutter_json_records_answers(case):
 def test_no_unrendered_jinja(case):
     _, _, project = case
     for path, text in text_files(project):
-        if ".github" in path.relative_to(project).parts:
+        # Chat templates are Jinja for the tokenizer, and the sft task names their markers.
+        if ".github" in path.relative_to(project).parts or path.suffix == ".jinja":
             continue
+        for marker in CHAT_TEMPLATE_MARKERS:
+            text = text.replace(marker, "")
         for marker in ("{{", "{%", "{#"):
             assert marker not in text, f"{marker} left in {path.relative_to(project)}"
 
@@ -470,7 +486,7 @@ def test_two_projects_install_side_by_side(bake, tmp_path):
     "answer, sentence",
     [
         ("project_slug=my-proj", "The answer project_slug='my-proj' is not a usable Python package name"),
-        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, text-"),
+        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, sft, text-"),
         ("dataset=missing.csv", "The answer dataset='missing.csv' is not a file"),
     ],
     ids=["bad-slug", "unknown-task", "missing-dataset"],

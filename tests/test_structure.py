@@ -129,7 +129,7 @@ def test_a_replayed_unknown_task_gets_one_sentence(run_cookiecutter, cookiecutte
     assert result.returncode != 0
     sentence = (
         "The answer task='translation' is not allowed; choose one of causal-lm, custom, "
-        "image-classification, seq2seq, text-classification, token-classification."
+        "image-classification, seq2seq, sft, text-classification, token-classification."
     )
     assert sentence in result.stderr
     assert not output_dir.exists() or list(output_dir.iterdir()) == []

@@ -23,6 +23,12 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
   PNGs under ``data/images/``: one shape on a plain background, 28-44 pixels a side, its colour
   mostly following the class;
   ``image-classification/tiny-model/``: a ViT config (32x32 inputs) and its image processor.
+* ``sft/data/{train,validation}.jsonl``: chat conversations (``{"messages": [{"role": ...,
+  "content": ...}, ...]}``) about a farm's animals, whose answers follow from the question (what an
+  animal says, eats, where it lives), some with a system message, some with two turns;
+  ``sft/tiny-model/``: a byte-level BPE tokenizer with chat tokens and a chat template whose
+  ``{% generation %}`` markers let the loss keep to assistant turns, and a GPT-2 config with
+  1,024 positions (TRL's default ``max_length``).
 
 Generated projects can then train and test end to end without network access
 to any model or dataset hub. Everything is seeded, so re-running produces
@@ -67,6 +73,7 @@ NER_DIR = ROOT / "token-classification"
 CUSTOM_DIR = ROOT / "custom"
 SEQ2SEQ_DIR = ROOT / "seq2seq"
 IMAGE_DIR = ROOT / "image-classification"
+SFT_DIR = ROOT / "sft"
 
 # --- causal-lm grammar -------------------------------------------------------
 
@@ -319,6 +326,59 @@ def summary_row(rng: random.Random) -> dict:
     return {"document": " ".join(story), "summary": f"{name} 's {animal} {verb} a {thing} in the {place} ."}
 
 
+# --- sft conversations ---------------------------------------------------------
+
+FARM = {  # animal: (what it says, where it lives, what it eats)
+    "cat": ("meow", "kitchen", "fish"),
+    "dog": ("woof", "garden", "bones"),
+    "pig": ("oink", "barn", "apples"),
+    "owl": ("hoot", "forest", "mice"),
+    "hen": ("cluck", "yard", "corn"),
+    "goat": ("baa", "field", "grass"),
+    "duck": ("quack", "pond", "bread"),
+    "frog": ("ribbit", "river", "flies"),
+}
+QUESTIONS = [  # (question templates, answer template); {a} the animal, {v} the fact
+    (["What does the {a} say?", "What sound does a {a} make?", "How does the {a} talk?"],
+     "The {a} says {v}."),
+    (["Where does the {a} live?", "Where is the {a}'s home?", "Where can I find the {a}?"],
+     "The {a} lives in the {v}."),
+    (["What does the {a} eat?", "What food does the {a} like?", "What should I feed the {a}?"],
+     "The {a} eats {v}."),
+]  # fmt: skip
+SYSTEMS = ["You are a helpful farm guide.", "Answer in one short sentence."]
+
+
+def sft_turn(rng: random.Random) -> list[dict]:
+    animal = rng.choice(sorted(FARM))
+    fact = rng.randrange(3)
+    questions, answer = QUESTIONS[fact]
+    values = {"a": animal, "v": FARM[animal][fact]}
+    return [
+        {"role": "user", "content": rng.choice(questions).format(**values)},
+        {"role": "assistant", "content": answer.format(**values)},
+    ]
+
+
+def sft_row(rng: random.Random) -> dict:
+    system = [{"role": "system", "content": rng.choice(SYSTEMS)}] if rng.random() < 0.3 else []
+    turns = [message for _ in range(1 if rng.random() < 0.7 else 2) for message in sft_turn(rng)]
+    return {"messages": system + turns}
+
+
+# The chat template of the tiny model: ChatML-like, on one line so no whitespace leaks in. The
+# {% generation %} markers tell transformers which tokens the assistant wrote
+# (return_assistant_tokens_mask), which assistant_only_loss needs.
+SFT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "<|assistant|>{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{% else %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as f:
@@ -496,6 +556,44 @@ def build_seq2seq(texts: list[str]) -> None:
     assert torch.isfinite(loss) and generated.shape[0] == 4, (loss, generated.shape)
 
 
+def build_sft_model(conversations: list[list[dict]]) -> None:
+    """A byte-level BPE tokenizer with chat tokens, trained on the rendered conversations, its
+    chat template, and a GPT-2 config. The end-of-turn token is also EOS, so generation stops
+    where an answer ends."""
+    out = SFT_DIR / "tiny-model"
+    specials = ["<|endoftext|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )  # fmt: skip
+    tok.train_from_iterator([m["content"] for c in conversations for m in c], trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|end|>", unk_token="<|endoftext|>",
+        pad_token="<|pad|>", model_max_length=1024,
+    )  # fmt: skip
+    fast.chat_template = SFT_CHAT_TEMPLATE
+    save_tokenizer(fast, out)
+    config = GPT2Config(
+        vocab_size=len(fast), n_positions=1024, n_embd=64, n_layer=2, n_head=4, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+    )  # fmt: skip
+    config.save_pretrained(out)
+    # Smoke test: the assistant mask covers exactly the answer and its end token.
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    chat = [{"role": "user", "content": "What does the cat say?"}, {"role": "assistant", "content": "Meow."}]
+    rendered = tokenizer.apply_chat_template(chat, return_dict=True, return_assistant_tokens_mask=True)
+    answer = [i for i, m in zip(rendered["input_ids"], rendered["assistant_masks"], strict=True) if m]
+    assert tokenizer.decode(answer) == "Meow.<|end|>", tokenizer.decode(answer)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(out))
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([rendered["input_ids"]]), labels=torch.tensor([rendered["input_ids"]])).loss
+    assert torch.isfinite(loss), loss
+
+
 def build_image_classifier() -> None:
     """A tiny ViT for 32x32 images and the image processor that brings any image to that size."""
     out = IMAGE_DIR / "tiny-model"
@@ -555,12 +653,19 @@ def main() -> None:
     write_image_split(image_rng, "train", 600)
     write_image_split(image_rng, "validation", 150)
 
+    sft_rng = random.Random(5)
+    sft_train = [sft_row(sft_rng) for _ in range(1200)]
+    sft_val = [sft_row(sft_rng) for _ in range(120)]
+    write_jsonl(SFT_DIR / "data" / "train.jsonl", sft_train)
+    write_jsonl(SFT_DIR / "data" / "validation.jsonl", sft_val)
+
     torch.manual_seed(0)
     build_causal_lm([r["text"] for r in lm_train])
     build_classifier([r["text"] for r in cls_train])
     build_token_classifier([r["tokens"] for r in ner_train])
     build_seq2seq([r[key] for r in seq_train + seq_val for key in ("document", "summary")])
     build_image_classifier()
+    build_sft_model([row["messages"] for row in sft_train])
     print(f"wrote assets under {ROOT}")
 
 

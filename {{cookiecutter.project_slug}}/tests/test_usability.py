@@ -38,8 +38,8 @@ OWN_DATA = {
 
 
 def own_copy_of_the_sample(directory, suffix):
-    """The bundled training rows with every column renamed (text -> my_text, ...), as csv,
-    jsonl or parquet, and the options that name those columns."""
+    """The bundled training rows with every column an option names renamed (text -> my_text,
+    ...), as csv, jsonl or parquet, and those options."""
     rows = [json.loads(line) for line in (PROJECT / TINY["train_file"]).open()][:80]
     # Paths to files (images) count from the sample's folder; in your file they point anywhere.
     folder = (PROJECT / TINY["train_file"]).parent
@@ -48,7 +48,8 @@ def own_copy_of_the_sample(directory, suffix):
         for r in rows
     ]
     columns = {option: TINY[option] for option in task.data_columns(Config())}
-    renamed = [{f"my_{name}": value for name, value in row.items()} for row in rows]
+    mine = {column: f"my_{column}" for column in columns.values()}
+    renamed = [{mine.get(name, name): value for name, value in row.items()} for row in rows]
     path = directory / f"mine{suffix}"
     if suffix == ".csv":
         with path.open("w", newline="") as stream:
@@ -77,6 +78,7 @@ def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
     assert recorded["train_file"] == str(data) and recorded["validation_file"] is None
 
 
+{% if cookiecutter.task != "sft" %}
 def test_a_validation_file_without_your_columns_is_named(tmp_path):
     """Your train file with its own column names, and a validation file without them: the
     error names the file and the option, instead of a failed cast deep in datasets."""
@@ -91,6 +93,7 @@ def test_a_validation_file_without_your_columns_is_named(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
 
 
+{% endif %}
 @pytest.mark.loop
 def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     """A run copied elsewhere resumes with its own recorded options: nothing to retype, no

@@ -1,0 +1,59 @@
+"""Chat with a trained model: type a message, read the answer; the conversation goes on until an
+empty line or Ctrl-D.
+
+    python chat.py outputs/default/final
+    python chat.py outputs/default/final --prompt "What does the cat say?"   # one answer
+
+A model trained on conversations answers through its chat template (saved with it in final/);
+one trained on prompts and completions, or plain text, continues the prompt as it is.
+Greedy decoding unless --temperature is above 0."""
+
+import argparse
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def answer(model, tokenizer, messages, args):
+    if tokenizer.chat_template:
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+        ids = ids["input_ids"]
+    else:
+        ids = tokenizer(messages[-1]["content"])["input_ids"]
+    sampling = {"do_sample": args.temperature > 0}
+    if args.temperature > 0:
+        sampling["temperature"] = args.temperature
+    generated = model.generate(
+        torch.tensor([ids]),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        max_new_tokens=args.max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        **sampling,
+    )
+    return tokenizer.decode(generated[0, len(ids) :], skip_special_tokens=True).strip()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a directory the run wrote: final/ or a checkpoint's model")
+    parser.add_argument("--prompt", help="answer this one message and exit")
+    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    args = parser.parse_args()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    messages = []
+    lines = [args.prompt] if args.prompt is not None else iter(lambda: input("> "), "")
+    try:
+        for line in lines:
+            messages.append({"role": "user", "content": line})
+            reply = answer(model, tokenizer, messages, args)
+            messages.append({"role": "assistant", "content": reply})
+            print(reply, flush=True)
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

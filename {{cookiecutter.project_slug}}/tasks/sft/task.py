@@ -1,0 +1,256 @@
+"""The sft task: supervised fine-tuning of a causal LM on prompts and answers or conversations,
+with the loss on the answers only, and packing that keeps documents apart. Options and data
+formats follow TRL's SFTConfig.
+
+train.py knows no task: it uses the names below, in this order, and nothing else of this
+module. A new task is a folder with a task.py that defines the same names (and its tests).
+
+    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
+                                         transformers class that loads final/
+    Options                              the task's options, joined with the loop's in train.py
+    FILE_READERS                         {file ending: reader} for data files the datasets
+                                         library cannot read ({} for none)
+    load_tokenizer_and_config(cfg)       -> (tokenizer, model config); cheap, so checked first
+    eval_metric_names(cfg)               what evaluation reports, checked before training
+    data_columns(cfg)                    {option: column} the task reads, checked on loading
+                                         ({} here: the columns decide the format, see below)
+    prepare_datasets(cfg, raw, tokenizer)
+                                         -> (train, validation, label_names): tokenized datasets
+    collate(cfg, rows, tokenizer, epoch) -> a batch of tensors whose "labels" hold -100 wherever
+                                            there is nothing to predict; `epoch` is None in
+                                            evaluation
+    build_model(cfg, config, label_names)
+                                         -> the model: pretrained weights or fresh from config
+    target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
+    count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
+    summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
+    eval_predictions(cfg, model, logits, batch)
+                                         -> per-sample tensors evaluation gathers ({} for none);
+                                            `model` is unwrapped, so it can generate
+    eval_scores(cfg, eval_loss, gathered, label_names, tokenizer)
+                                         -> {"eval_loss": ..., "eval_<metric>": ...}
+    save_model(model, tokenizer, directory, state_dict)
+                                         what final/ holds
+
+Why losses come back as per-sample sums with target counts, not means: an update's loss is the
+mean over every target of its k micro-batches on every process. Sums add up across micro-batches
+and processes and are divided once by the total count; a mean of means would weight a short
+micro-batch like a full one, so accumulation and process count would change the numbers. Here a
+target is a token the loss trains on (an answer's token, with the masking below).
+
+The data's columns decide its format, as in TRL (formats.py): conversations (messages),
+prompt and completion, or plain text. packing.py puts documents into rows.
+"""
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+import pretrained
+from config import UsageError, option
+from formats import check_format_options, data_format, tokenize
+from packing import pack_documents
+
+NAME = "sft"
+MODEL_CLASS = AutoModelForCausalLM
+# Data files are read by the datasets library (data.py): no format of its own.
+FILE_READERS = {}
+# Rows go to the model without an attention_mask on purpose (position_ids mark the documents,
+# padding is a document of its own); GPT-2 would warn that padding may be attended to.
+logging.getLogger("transformers.modeling_utils").addFilter(
+    lambda record: "`attention_mask`" not in record.getMessage()
+)
+
+
+@dataclass
+class Options:
+    max_length: int = option(
+        1024,
+        "Tokens per row. Longer documents are truncated (wrapped packing cuts them instead).",
+        above=0,
+    )
+    packing: bool = option(
+        True,
+        "Put several documents in one row of max_length tokens instead of padding each. They "
+        "never attend to each other (position_ids restart per document), so it saves compute "
+        "without changing the loss.",
+    )
+    packing_strategy: str = option(
+        "bfd",
+        "bfd: whole documents, best-fit decreasing into rows (little padding). wrapped: joined "
+        "and cut every max_length tokens (no padding; documents may be cut in two).",
+    )
+    completion_only_loss: bool = option(
+        True, "prompt/completion data: no loss on the prompt's tokens, only the completion's."
+    )
+    assistant_only_loss: bool = option(
+        False,
+        "Conversations: loss only on the assistant's turns. Needs {% generation %} markers in "
+        "the chat template. false: on every token of the conversation, as TRL does.",
+    )
+    dataset_text_field: str = option("text", "Plain-text data: the column holding the text.")
+    chat_template_path: str | None = option(
+        None, "A Jinja chat template file, for a tokenizer that has none (or to replace its own)."
+    )
+
+
+def data_columns(cfg):
+    return {}
+
+
+def load_tokenizer_and_config(cfg):
+    if cfg.packing_strategy not in ("bfd", "wrapped"):
+        raise UsageError(f"packing_strategy={cfg.packing_strategy!r}: choose bfd or wrapped.")
+    tokenizer, config = pretrained.load_tokenizer_and_config(cfg, length_option="max_length")
+    if config.is_encoder_decoder:
+        name = cfg.model_name_or_path or cfg.config_name
+        raise UsageError(
+            f"{name} is an encoder-decoder model ({config.model_type}); sft needs a decoder-only "
+            "model such as GPT-2, Llama or Qwen (a seq2seq project trains this one)."
+        )
+    if cfg.chat_template_path:
+        path = Path(cfg.chat_template_path)
+        if not path.is_file():
+            raise UsageError(f"chat_template_path {path} is not a file.")
+        tokenizer.chat_template = path.read_text(encoding="utf-8")
+    return tokenizer, config
+
+
+def eval_metric_names(cfg):
+    return ["eval_loss", "eval_perplexity"]
+
+
+def prepare_datasets(cfg, raw, tokenizer):
+    form = data_format(cfg, raw["train"], "train")
+    check_format_options(cfg, form, tokenizer)
+    # datasets caches map() by hashing these functions and what they read: plain values, not
+    # cfg, so a change of learning_rate or output_dir reuses the cached tokens.
+    tokenize_rows = functools.partial(
+        tokenize,
+        form=form,
+        tokenizer=tokenizer,
+        text_field=cfg.dataset_text_field,
+        max_length=cfg.max_length,
+        # Wrapped packing cuts long documents into rows instead of truncating them.
+        truncate=not (cfg.packing and cfg.packing_strategy == "wrapped"),
+        completion_only=cfg.completion_only_loss,
+        assistant_only=cfg.assistant_only_loss,
+    )
+    strategy = cfg.packing_strategy
+    pack_rows = functools.partial(pack_documents, max_length=cfg.max_length, strategy=strategy)
+    prepared = {}
+    for split, rows in raw.items():
+        if data_format(cfg, rows, split) != form:
+            raise UsageError(
+                f"The {split} data is {data_format(cfg, rows, split)} but the train data is "
+                f"{form}: give both in one format."
+            )
+        documents = rows.map(
+            functools.partial(tokenize_rows, split=split),
+            batched=True,
+            with_indices=True,
+            remove_columns=rows.column_names,
+            num_proc=cfg.preprocessing_num_workers,
+        )
+        if cfg.packing:
+            # Large batches pack tighter; rows of one batch never mix with the next.
+            documents = documents.map(pack_rows, batched=True, batch_size=10_000)
+        prepared[split] = documents
+    return prepared["train"], prepared["validation"], None
+
+
+def collate(cfg, rows, tokenizer, epoch):
+    """input_ids and position_ids, and no attention_mask: position_ids restarting at 0 mark where
+    each document begins, and transformers keeps documents apart from that. Padding goes on the
+    right and counts as one more document, so nothing attends to it."""
+    length = max(len(row["input_ids"]) for row in rows)
+    batch = {
+        name: torch.zeros(len(rows), length, dtype=torch.long)
+        for name in ("input_ids", "position_ids", "loss_mask", "token_mask")
+    }
+    batch["input_ids"].fill_(tokenizer.pad_token_id)
+    batch["position_ids"][:] = torch.arange(length)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        batch["input_ids"][i, :n] = torch.tensor(row["input_ids"])
+        batch["loss_mask"][i, :n] = torch.tensor(row["loss_mask"])
+        batch["token_mask"][i, :n] = 1  # counts tokens (count_tokens); not given to the model
+        if "position_ids" in row:
+            batch["position_ids"][i, :n] = torch.tensor(row["position_ids"])
+        batch["position_ids"][i, n:] = torch.arange(length - n)
+    # Position t predicts token t + 1, if that token is of the same document and trained on.
+    # The last position, and every document's last token, have nothing to predict: -100.
+    positions = batch["position_ids"]
+    same_document = positions[:, 1:] == positions[:, :-1] + 1
+    trained = same_document & (batch["loss_mask"][:, 1:] == 1)
+    targets = batch["input_ids"][:, 1:].masked_fill(~trained, -100)
+    batch["labels"] = F.pad(targets, (0, 1), value=-100)
+    del batch["loss_mask"]
+    return batch
+
+
+def build_model(cfg, config, label_names):
+    model = pretrained.load_model(MODEL_CLASS, cfg, config)
+    if cfg.packing:
+        check_documents_stay_apart(model)
+    return model
+
+
+@torch.no_grad()
+def check_documents_stay_apart(model):
+    """Packing relies on the model's attention keeping documents apart, which transformers does
+    for models built on its masking utilities. Checked on two short documents, not assumed."""
+    model.eval()
+    ids = torch.arange(3, 9).unsqueeze(0) % model.config.vocab_size
+    packed = forward(model, ids, torch.tensor([[0, 1, 2, 0, 1, 2]]))
+    alone = forward(model, ids[:, 3:], torch.tensor([[0, 1, 2]]))
+    model.train()
+    if not torch.allclose(packed[:, 3:], alone, atol=1e-4):
+        raise UsageError(
+            f"This model ({model.config.model_type}) lets packed documents attend to each other "
+            "(its attention ignores where position_ids restart); set packing=false."
+        )
+
+
+def target_counts(batch):
+    return (batch["labels"] != -100).sum(1)
+
+
+def count_tokens(batch):
+    return int(batch["token_mask"].sum())
+
+
+def forward(model, input_ids, position_ids):
+    """The logits. No attention_mask and no KV cache: transformers reads document boundaries from
+    position_ids only without them (with a cache, documents would silently see each other)."""
+    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+
+def summed_losses(model, batch):
+    logits = forward(model, batch["input_ids"], batch["position_ids"])
+    labels = batch["labels"]
+    # The loss in fp32 even under mixed precision: a bf16 log-softmax over the vocabulary is coarse.
+    losses = F.cross_entropy(
+        logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
+    )
+    return losses.view(labels.shape).sum(1), logits
+
+
+def eval_predictions(cfg, model, logits, batch):
+    return {}
+
+
+def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
+    # exp overflows above ~709: a diverged model reports a huge, finite perplexity.
+    return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 700.0))}
+
+
+def save_model(model, tokenizer, directory, state_dict):
+    # The tokenizer carries the chat template (chat_template_path's too): final/ chats as trained.
+    pretrained.save_model(model, tokenizer, directory, state_dict)
