@@ -1,7 +1,7 @@
 """The sft task's benchmark: packing against padded batches, and the generated train.py against
 TRL's SFTTrainer, on the same model, conversations, max_length, batch, schedule and epoch.
 
-    .venv/bin/python bench/sft.py                   # about 15 minutes on 2 cores
+    .venv/bin/python bench/sft.py                   # about 10 minutes on 2 cores
     .venv/bin/python bench/sft.py --repeats 1 --rows sample   # a minute
 
 Rows (PyTorch's default threads, what users get; fp32; one epoch; eval and checkpoints off):
@@ -11,7 +11,7 @@ Rows (PyTorch's default threads, what users get; fp32; one epoch; eval and check
     long-tailed   a GPT-2-shaped decoder of 45M parameters (6 layers, 512 wide, 50,257-token
                   vocabulary, random weights, built here: nothing is downloaded) on conversations
                   whose number of turns follows a long tail (lognormal: median 3 question-answer
-                  pairs, about 75 tokens; the longest truncated at max_length 1024), batch 4
+                  pairs, about 75 tokens; the longest truncated at max_length 512), batch 2
 
 Contenders, each a fresh process under bench/probe.py (which records when every optimizer
 update ends), in an order rotated every repeat:
@@ -46,7 +46,7 @@ DECODER = {
 }  # fmt: skip
 ROWS = {
     "sample": {"max_length": 128, "batch": 8, "learning_rate": 3e-3, "conversations": 600},
-    "long-tailed": {"max_length": 1024, "batch": 4, "learning_rate": 3e-4, "conversations": 160},
+    "long-tailed": {"max_length": 512, "batch": 2, "learning_rate": 3e-4, "conversations": 240},
 }
 CONTENDERS = ("train.py packed", "train.py padded", "SFTTrainer")
 
@@ -116,6 +116,8 @@ def command(contender, row, model_dir, train_file, project, out):
         options = {
             **common, "model_name_or_path": model_dir, "config_name": "null", "dataset_name": "null",
             "train_file": train_file, "packing": "true" if contender.endswith("packed") else "false",
+            # Its own validation file, so that no split is carved from the training conversations.
+            "validation_file": project / "assets" / "sft" / "data" / "validation.jsonl",
             "num_train_epochs": 1, "weight_decay": 0.01, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
             "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "mixed_precision": "no",
             "overwrite_output_dir": "true",
