@@ -13,6 +13,10 @@ Rows (PyTorch's default threads, what users get; fp32; one epoch; eval and check
                   whose number of turns follows a long tail (lognormal: median 3 question-answer
                   pairs, about 75 tokens; the longest truncated at max_length 512), batch 2
 
+    lora          the long-tailed row's work, packed, with every weight trained against LoRA
+                  adapters (use_peft, r 16 on the attention's c_attn, PEFT's default for GPT-2):
+                  time per update, peak memory, and the size of final/ (adapter vs full model)
+
 Contenders, each a fresh process under bench/probe.py (which records when every optimizer
 update ends), in an order rotated every repeat:
 
@@ -49,6 +53,9 @@ ROWS = {
     "long-tailed": {"max_length": 512, "batch": 2, "learning_rate": 3e-4, "conversations": 240},
 }
 CONTENDERS = ("train.py packed", "train.py padded", "SFTTrainer")
+# The lora row: the long-tailed work, all weights trained against LoRA adapters (use_peft).
+ROWS["lora"] = ROWS["long-tailed"]
+CONTENDERS_OF = {"lora": ("train.py packed", "train.py LoRA")}
 
 
 def bake(root):
@@ -115,7 +122,8 @@ def command(contender, row, model_dir, train_file, project, out):
         script = project / "train.py"
         options = {
             **common, "model_name_or_path": model_dir, "config_name": "null", "dataset_name": "null",
-            "train_file": train_file, "packing": "true" if contender.endswith("packed") else "false",
+            "train_file": train_file, "packing": "false" if contender.endswith("padded") else "true",
+            "use_peft": "true" if contender.endswith("LoRA") else "false",
             # Its own validation file, so that no split is carved from the training conversations.
             "validation_file": project / "assets" / "sft" / "data" / "validation.jsonl",
             "num_train_epochs": 1, "weight_decay": 0.01, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
@@ -149,6 +157,7 @@ def run(contender, row, model_dir, train_file, tokens, project, run_dir):
     times = json.loads((out / "probe.json").read_text())["update_times"]
     steady = (times[-1] - times[0]) / (len(times) - 1)
     result.update(updates=len(times), update_s=steady, tokens_per_s=tokens / (steady * len(times)))
+    result["final_mb"] = sum(f.stat().st_size for f in (out / "final").glob("*.safetensors")) / 2**20
     return result
 
 
@@ -178,6 +187,12 @@ def report(results, tokens, args, started):
     ]
     goals = []
     for row in args.rows.split(","):
+        if row == "lora":
+            goals += [
+                (row, f"LoRA {measure} vs full fine-tuning", ratio(results, row, "train.py LoRA", "train.py packed", key), None)
+                for measure, key in (("s/update", "update_s"), ("peak memory", "peak_rss_mb"), ("final/ size", "final_mb"))
+            ]  # fmt: skip
+            continue
         speedup = ratio(results, row, "train.py packed", "train.py padded", "tokens_per_s")
         versus = ratio(results, row, "train.py packed", "SFTTrainer", "wall")
         goals += [
@@ -192,15 +207,15 @@ def report(results, tokens, args, started):
         lines.append(f"| {row} | {goal} | {value:.3f}× | {mark} |")
     lines += [
         "",
-        "| row | contender | runs ok | wall s | CPU s | updates | s/update | tokens/s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | contender | runs ok | wall s | CPU s | updates | s/update | tokens/s | peak RSS MB | final/ MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in args.rows.split(","):
-        for contender in CONTENDERS:
+        for contender in CONTENDERS_OF.get(row, CONTENDERS):
             ok = [r for r in results if r["row"] == row and r["contender"] == contender and r["rc"] == 0]
             runs = sum(1 for r in results if r["row"] == row and r["contender"] == contender)
             if not ok:
-                lines.append(f"| {row} | {contender} | 0/{runs} | | | | | | |")
+                lines.append(f"| {row} | {contender} | 0/{runs} | | | | | | | |")
                 continue
 
             def med(key, ok=ok):
@@ -208,7 +223,7 @@ def report(results, tokens, args, started):
 
             lines.append(
                 f"| {row} | {contender} | {len(ok)}/{runs} | {med('wall'):.1f} | {med('cpu'):.1f} | "
-                f"{ok[0]['updates']} | {med('update_s'):.3f} | {med('tokens_per_s'):.0f} | {med('peak_rss_mb'):.0f} |"
+                f"{ok[0]['updates']} | {med('update_s'):.3f} | {med('tokens_per_s'):.0f} | {med('peak_rss_mb'):.0f} | {med('final_mb'):.1f} |"
             )
     lines += ["", "Document tokens per epoch: " + ", ".join(f"{row} {n}" for row, n in tokens.items()), ""]
     return "\n".join(lines)
@@ -225,7 +240,7 @@ def versions():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--rows", default="sample,long-tailed")
+    parser.add_argument("--rows", default="sample,long-tailed,lora")
     parser.add_argument("--output", default=None, help="Also write the report to this file.")
     args = parser.parse_args()
     started = time.time()
@@ -236,7 +251,9 @@ def main():
         for row in args.rows.split(","):
             model_dir, train_file, tokens[row] = prepare(row, project, root)
             for repeat in range(args.repeats):
-                order = CONTENDERS[repeat % 3 :] + CONTENDERS[: repeat % 3]
+                contenders = CONTENDERS_OF.get(row, CONTENDERS)
+                turn = repeat % len(contenders)
+                order = contenders[turn:] + contenders[:turn]
                 for contender in order:
                     run_dir = root / "runs" / row / str(repeat) / contender.replace(" ", "-")
                     result = run(contender, row, model_dir, train_file, tokens[row], project, run_dir)

@@ -15,7 +15,7 @@ from conftest import DEFAULTS, TEMPLATE, offline_env, tool, write_data_file
 LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
 LOCAL_DATA = "<local data file>"  # replaced by an absolute path made in the local_data fixture
 TASKS = tuple(DEFAULTS["task"])
-MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "task.py")
+MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "lora.py", "task.py")
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 # Together these cover every task, every tracker, every mixed_precision, CI yes and no, the tiny

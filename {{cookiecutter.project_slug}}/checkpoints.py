@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import lora
 import task
 from config import UsageError, to_yaml
 
@@ -238,6 +239,8 @@ def save_final_model(accelerator, model, tokenizer, cfg):
         # Under torch_compile the names carry the compiled wrapper's prefix; final/ must not.
         state_dict = {name.removeprefix("_orig_mod."): value for name, value in state_dict.items()}
         task.save_model(unwrapped, tokenizer, partial, state_dict)
+        if cfg.merge_adapter:  # after the adapter: merging changes the weights in place
+            lora.save_merged(unwrapped, tokenizer, partial / "merged", task.save_model)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
     accelerator.wait_for_everyone()

@@ -88,6 +88,12 @@ class LoopOptions:
     per_device_eval_batch_size: int = option(16, "Sequences per process per eval batch.", above=0)
     gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer update.", above=0)
     learning_rate: float = option(5e-4, "Peak learning rate.", at_least=0)
+    layerwise_lr_decay: float = option(
+        1.0, "Each layer below the top: the rate times this per layer (embeddings lowest).", above=0
+    )
+    head_learning_rate: float | None = option(
+        None, "Peak rate of what lies outside the pretrained base model (a fresh head).", at_least=0
+    )
     weight_decay: float = option(0.0, "Weight decay (not on biases, norm weights).", at_least=0)
     adam_beta1: float = option(0.9, "AdamW beta1.", at_least=0, below=1)
     adam_beta2: float = option(0.999, "AdamW beta2.", at_least=0, below=1)
@@ -106,6 +112,18 @@ class LoopOptions:
     on_nonfinite: Literal["stop", "skip"] = option(
         "stop", "NaN/inf loss or grad norm: stop the run, or skip the update (a sync per update)."
     )
+    # --- LoRA adapters (lora.py) --------------------------------------------------------------
+    use_peft: bool = option(False, "Train LoRA adapters (and a fresh head), the rest frozen.")
+    lora_r: int = option(16, "Rank of each adapter.", above=0)
+    lora_alpha: int = option(32, "Adapter scale: its update is multiplied by lora_alpha / lora_r.")
+    lora_dropout: float = option(0.05, "Dropout on the adapters' input.", at_least=0, below=1)
+    lora_target_modules: str | None = option(
+        None, "Comma-separated module names, or all-linear. Default: PEFT's for the architecture."
+    )
+    lora_modules_to_save: str | None = option(
+        None, "Modules trained in full (comma-separated). Default: those outside the base model."
+    )
+    merge_adapter: bool = option(False, "Also write final/merged/: adapters merged into weights.")
     # --- evaluation, checkpoints, logging ----------------------------------------------------
     eval_strategy: Literal["no", "steps", "epoch"] = option("epoch", "When to evaluate.")
     eval_steps: int = option(500, "Evaluate every N updates (eval_strategy=steps).", above=0)
@@ -150,6 +168,10 @@ def check(cfg):
             raise UsageError(f"Option {spec.name} {problem}, got {value}.")
     if not math.isfinite(cfg.learning_rate):
         raise UsageError("Option learning_rate must be a finite number.")
+    if cfg.merge_adapter and not cfg.use_peft:
+        raise UsageError("merge_adapter merges LoRA adapters: set use_peft=true.")
+    if cfg.head_learning_rate is not None and cfg.learning_rate == 0:
+        raise UsageError("head_learning_rate needs learning_rate above 0: it is scaled from it.")
     if cfg.max_steps == 0 or cfg.max_steps < -1:
         raise UsageError("Option max_steps must be positive, or -1 to use num_train_epochs.")
     if cfg.max_steps == -1 and cfg.num_train_epochs == 0:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 import checkpoints
 import cli
+import lora
 import task
 from config import LoopOptions, UsageError, check_metric_for_best_model
 from data import load_datasets
@@ -66,8 +67,7 @@ def lr_at(update, total, warmup, cfg):
     if cfg.lr_scheduler_type == "polynomial":
         span = cfg.learning_rate - cfg.lr_end
         return span * (1.0 - progress) ** cfg.lr_power + cfg.lr_end
-    # constant and constant_with_warmup
-    return cfg.learning_rate
+    return cfg.learning_rate  # constant and constant_with_warmup
 
 
 def epoch_micro_batches(num_samples, epoch, cfg, num_processes, process_index):
@@ -116,11 +116,11 @@ class Totals:
         return record
 
 
-def keep_freed_cpu_memory():
+def keep_freed_cpu_memory(device):
     """glibc gives each large tensor fresh pages, which the kernel zeroes on first touch, and
     frees them at once: CPU updates then spend much time in page faults. Keeping freed memory on
     the heap makes a MiniLM-size update ~3% faster, same peak (bench/README.md). glibc only."""
-    if platform.libc_ver()[0] == "glibc":
+    if device.type == "cpu" and platform.libc_ver()[0] == "glibc":
         libc = ctypes.CDLL(None)
         libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets a mapping of its own
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: keep up to 2 GiB of freed memory
@@ -135,8 +135,7 @@ def start_processes(cfg):
     )
     if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
         raise UsageError("Processes would train alone: without GPUs set ACCELERATE_USE_CPU=true.")
-    if accelerator.device.type == "cpu":
-        keep_freed_cpu_memory()
+    keep_freed_cpu_memory(accelerator.device)
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
         raise UsageError("DeepSpeed steps at every backward: set gradient_accumulation_steps=1.")
     return accelerator
@@ -264,8 +263,9 @@ def train(cfg):
     model = task.build_model(cfg, model_config, label_names)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    # FLOPs of a forward and backward pass, for the mfu log.
+    # FLOPs of a forward and backward pass, for the mfu log; then use_peft's adapters (lora.py).
     flops_per_token = 6 * sum(p.numel() for p in model.parameters())
+    model = lora.wrap(cfg, model, accelerator)
     optimizer = build_optimizer(cfg, model, device)
     model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
     # Listed once, so the update does not walk the modules to find them.
@@ -317,7 +317,7 @@ def train(cfg):
         grad_norm = accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm or math.inf)
         learning_rate = lr_at(state.global_step, total_updates, warmup, cfg)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate
+            group["lr"] = learning_rate * group["lr_scale"]
         # fp16 overflows are normal (the grad scaler skips those updates): only its loss counts.
         update_health = update_loss if cfg.mixed_precision == "fp16" else update_loss + grad_norm
         # The only per-update device sync, and only with on_nonfinite=skip.

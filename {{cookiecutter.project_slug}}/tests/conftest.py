@@ -162,6 +162,28 @@ def kill_group(process, signum=signal.SIGKILL):
     process.wait(timeout=120)
 
 
+def kill_and_resume(tmp_path, processes, kill_at, **options):
+    """Reference run, then the same run killed with SIGKILL after update `kill_at` and resumed.
+    Returns both output directories and the state of the checkpoint it resumed from."""
+    from checkpoints import checkpoint_dirs
+
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    options = {
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "num_train_epochs": 4,
+        **options,
+    }
+    run_train(reference, processes=processes, **options)
+    process = start_train(interrupted, processes=processes, **options)
+    assert wait_for_step(process, interrupted, kill_at), "the run ended before it could be killed"
+    kill_group(process)
+    newest = checkpoint_dirs(interrupted)[-1]
+    state = json.loads((newest / "trainer_state.json").read_text())
+    run_train(interrupted, processes=processes, resume_from_checkpoint="latest", **options)
+    return reference, interrupted, state
+
+
 def tree_digest(path):
     """sha256 of every file below `path`, by relative name: proves nothing was touched."""
     files = sorted(p for p in path.rglob("*") if p.is_file())

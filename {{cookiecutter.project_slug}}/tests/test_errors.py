@@ -27,6 +27,26 @@ ROWS = [
     ("a boolean that is not true/false", {"gradient_checkpointing": "yes"}, "expects bool"),
     ("a negative learning rate", {"learning_rate": -1}, "learning_rate must not be negative"),
     (
+        "LoRA on a model without pretrained weights",
+        {"use_peft": "true"},
+        "use_peft needs pretrained weights (model_name_or_path) to adapt.",
+    ),
+    (
+        "LoRA target modules that match nothing",
+        {
+            "use_peft": "true",
+            "model_name_or_path": "{previous_run}/final",
+            "lora_target_modules": "no_such_layer",
+        },
+        "lora_target_modules: no module of the model is called 'no_such_layer'; its linear",
+    ),
+    ("merge_adapter without LoRA", {"merge_adapter": "true"}, "merge_adapter merges LoRA"),
+    (
+        "a head rate scaled from a zero rate",
+        {"learning_rate": 0, "head_learning_rate": 1e-3},
+        "head_learning_rate needs learning_rate above 0",
+    ),
+    (
         "a zero batch size",
         {"per_device_train_batch_size": 0},
         "per_device_train_batch_size must be positive",

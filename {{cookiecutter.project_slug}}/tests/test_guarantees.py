@@ -4,7 +4,6 @@ Each test compares two real runs of train.py and would fail if the guarantee bro
 on CPU with dropout off (except the resume tests, which turn it on to prove the RNG comes back).
 """
 
-import json
 import math
 
 import pytest
@@ -15,13 +14,11 @@ from conftest import (
     assert_close_weights,
     eval_records,
     final_weights,
-    kill_group,
+    kill_and_resume,
     losses,
     record_difference,
     run_train,
-    start_train,
     train_records,
-    wait_for_step,
 )
 from transformers import get_scheduler
 
@@ -137,33 +134,13 @@ def test_refuses_two_processes_that_would_train_alone(tmp_path):
     assert not (tmp_path / "run" / "final").exists()
 
 
-def kill_and_resume(tmp_path, processes, model, kill_at, **options):
-    """Reference run, then the same run killed with SIGKILL after update `kill_at` and resumed."""
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    options = {
-        "config_name": model,
-        "save_strategy": "steps",
-        "save_steps": 4,
-        "num_train_epochs": 4,
-        **options,
-    }
-    run_train(reference, processes=processes, **options)
-    process = start_train(interrupted, processes=processes, **options)
-    assert wait_for_step(process, interrupted, kill_at), "the run ended before it could be killed"
-    kill_group(process)
-    newest = checkpoint_dirs(interrupted)[-1]
-    state = json.loads((newest / "trainer_state.json").read_text())
-    run_train(interrupted, processes=processes, resume_from_checkpoint="latest", **options)
-    return reference, interrupted, state
-
-
 def test_resume_after_sigkill_is_bit_identical(tmp_path, model_with_dropout):
     """Killed mid-epoch and resumed: every later loss and the final weights are bit-identical."""
     reference, interrupted, state = kill_and_resume(
         tmp_path,
         1,
-        model_with_dropout,
         kill_at=10,
+        config_name=model_with_dropout,
         per_device_train_batch_size=4,
         gradient_accumulation_steps=2,
     )
@@ -185,7 +162,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, model_with_dropout):
 @pytest.mark.slow
 def test_resume_on_two_processes_matches(tmp_path, model_with_dropout):
     reference, interrupted, state = kill_and_resume(
-        tmp_path, 2, model_with_dropout, kill_at=8, per_device_train_batch_size=2
+        tmp_path, 2, kill_at=8, config_name=model_with_dropout, per_device_train_batch_size=2
     )
     assert state["batches_done"] > 0
     assert_close_values(losses(reference), losses(interrupted), 1e-6, "loss")
@@ -293,3 +270,58 @@ def test_skip_option_skips_and_counts_non_finite_updates(tmp_path):
     assert last["skipped_updates"] > 0
     assert all(math.isfinite(r["loss"]) for r in train_records(out) if r["step"] > 1)
     assert (out / "final").exists()
+{% if cookiecutter.task != "custom" %}
+
+
+def test_each_parameter_group_runs_at_its_scale_of_the_schedule(tmp_path):
+    """layerwise_lr_decay, and head_learning_rate where the model has a head: each parameter's
+    scale follows from its place in the model, and every group's rate at every update is the
+    logged (closed-form) rate times its scale, after a resume too."""
+    import re
+    import shutil
+
+    import task
+    from cli import parse_args
+    from optim import build_optimizer
+    from train import Config
+
+    decay, options = 0.5, {"layerwise_lr_decay": 0.5, "max_steps": 4, "warmup_steps": 1}
+    cfg = parse_args([f"--{k}={v}" for k, v in {**TINY, **options}.items()], Config)
+    _, config = task.load_tokenizer_and_config(cfg)
+    model = task.build_model(cfg, config, ["a", "b", "c"])
+    in_base = {id(p) for p in model.base_model.parameters()}
+    head = [n for n, p in model.named_parameters() if id(p) not in in_base]
+    if head:  # a classification head: its own rate, 4 times the base rate
+        options["head_learning_rate"] = cfg.head_learning_rate = cfg.learning_rate * 4
+    names = {id(p): n for n, p in model.named_parameters()}
+    scale = {
+        names[id(p)]: group["lr_scale"]
+        for group in build_optimizer(cfg, model, torch.device("cpu")).param_groups
+        for p in group["params"]
+    }
+    layers = {n: int(m.group(1)) for n in scale if (m := re.search(r"\.(\d+)\.", n))}
+    deepest = max(layers.values()) + 1
+    for name, value in scale.items():
+        if name in head:
+            assert value == 4, name
+        elif name in layers:  # the top layer at the full rate, each one below at half the next
+            assert value == decay ** (deepest - 1 - layers[name]), name
+        elif "embed" in name or "wte" in name or "wpe" in name or name == "shared.weight":
+            assert value == decay**deepest, name  # the lowest rate of all
+        else:
+            assert value == 1, name
+    assert min(scale.values()) == decay**deepest
+
+    out, resumed = tmp_path / "run", tmp_path / "resumed"
+    saves = {"save_strategy": "steps", "save_steps": 1}
+    run_train(out, **saves, **options)
+    shutil.copytree(out / "checkpoints" / "step-2", resumed / "checkpoints" / "step-2")
+    run_train(resumed, resume_from_checkpoint="latest", **saves, **options)
+    logged = learning_rates(out)
+    assert learning_rates(resumed) == {3: logged[3], 4: logged[4]}
+    for run, steps in ((out, range(1, 5)), (resumed, (3, 4))):
+        for step in steps:
+            saved = torch.load(run / "checkpoints" / f"step-{step}" / "optimizer.bin")
+            for group in saved["param_groups"]:
+                assert group["lr"] == logged[step] * group["lr_scale"], (run.name, step)
+{% endif %}

@@ -19,9 +19,17 @@ OWN_DATA_FORMATS = (".csv", ".jsonl")
 # (test_reliability.py): config.json names.
 WIDER_MODEL = {"n_embd": 384, "n_layer": 4, "n_inner": 1536}
 
+# use_peft's options (tests/test_lora.py): PEFT picks the target modules for the architecture.
+LORA_OPTIONS = {}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [
+    (
+        "a head rate for a model without a head",
+        {"head_learning_rate": 1e-3},
+        "head_learning_rate: this model has no head outside its base model.",
+    ),
     (
         "a missing text column",
         {"text_column_name": "body"},

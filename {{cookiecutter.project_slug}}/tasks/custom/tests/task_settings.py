@@ -17,9 +17,18 @@ OWN_DATA_FORMATS = (".csv", ".jsonl", ".parquet")
 # (test_reliability.py): config.json names.
 WIDER_MODEL = {"hidden_size": 2048, "num_hidden_layers": 4}
 
+# use_peft's options (tests/test_lora.py): model.py's MLP is no architecture PEFT knows, so
+# the layers are named: adapters on both hidden layers, the output layer trained in full.
+LORA_OPTIONS = {"lora_target_modules": "layers.0,layers.3", "lora_modules_to_save": "layers.6"}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [
+    (
+        "layer-wise decay for a model without numbered layers",
+        {"layerwise_lr_decay": 0.5},
+        "layerwise_lr_decay: this model has no numbered layers to decay over.",
+    ),
     ("a missing label column", {"label_column_name": "species"}, "Column 'species'"),
     (
         "a feature column not in the data",

@@ -21,6 +21,10 @@ OWN_DATA_FORMATS = (".csv", ".jsonl", ".parquet")
 # (test_reliability.py): config.json names.
 WIDER_MODEL = {"hidden_size": 384, "num_hidden_layers": 4, "intermediate_size": 1536}
 
+# use_peft's options (tests/test_lora.py): PEFT has no default target modules for ViT, so they
+# are named: the attention's query and value projections (transformers 5 names).
+LORA_OPTIONS = {"lora_target_modules": "q_proj,v_proj"}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [

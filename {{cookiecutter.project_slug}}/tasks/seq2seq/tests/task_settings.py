@@ -28,6 +28,9 @@ OWN_DATA_FORMATS = (".csv", ".jsonl")
 # (test_reliability.py): config.json names.
 WIDER_MODEL = {"d_model": 384, "d_ff": 1536, "num_layers": 4, "num_decoder_layers": 4}
 
+# use_peft's options (tests/test_lora.py): PEFT picks the target modules for the architecture.
+LORA_OPTIONS = {}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [

@@ -18,6 +18,9 @@ OWN_DATA_FORMATS = (".csv", ".jsonl")
 # (test_reliability.py): config.json names.
 WIDER_MODEL = {"hidden_size": 384, "num_hidden_layers": 4, "intermediate_size": 1536}
 
+# use_peft's options (tests/test_lora.py): PEFT picks the target modules for the architecture.
+LORA_OPTIONS = {}
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [
