@@ -106,15 +106,15 @@ LOOP_MUTANTS += [
     (
         "resume leaves the adapters as initialised (lora.py)",
         "lora.py",
-        "model.load_state_dict(state_dict, strict=False)",
+        "model.load_state_dict({names[k]: v for k, v in state_dict.items()}, strict=False)",
         "pass",
         "test_resume_after_sigkill_is_bit_identical_with_adapters",
     ),
     (
         "checkpoints keep the frozen weights too (lora.py)",
         "lora.py",
-        "for name in [n for n in state_dict if n not in names]:",
-        "for name in []:",
+        "state_dict.clear()",
+        "pass",
         "test_resume_after_sigkill_is_bit_identical_with_adapters",
     ),
 ]

@@ -25,6 +25,8 @@ def wrap(cfg, model, accelerator):
         return model
     if not cfg.model_name_or_path:
         raise UsageError("use_peft needs pretrained weights (model_name_or_path) to adapt.")
+    if accelerator.distributed_type in ("FSDP", "DEEPSPEED"):
+        raise UsageError("use_peft runs on one device or with DDP here, not FSDP or DeepSpeed.")
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as error:
@@ -67,15 +69,18 @@ def check_module_names(model, option, wanted):
 
 
 def trainable_names(model):
-    return {name for name, p in model.named_parameters() if p.requires_grad}
+    """{name in a checkpoint: name in the model} of the trainable weights. Checkpoint names drop
+    DDP's "module." prefix, so a run resumes on another number of processes."""
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    return {name.removeprefix("module."): name for name in names}
 
 
 def keep_trainable_weights(models, weights, output_dir):
     """accelerate's save_state hook: each model's weights cut down to the trainable ones."""
     for model, state_dict in zip(models, weights, strict=True):
-        names = trainable_names(model)
-        for name in [n for n in state_dict if n not in names]:
-            del state_dict[name]
+        kept = {saved: state_dict[name] for saved, name in trainable_names(model).items()}
+        state_dict.clear()
+        state_dict.update(kept)
 
 
 def load_trainable_weights(models, input_dir):
@@ -86,10 +91,12 @@ def load_trainable_weights(models, input_dir):
         path = Path(input_dir, "model.safetensors" if i == 0 else f"model_{i}.safetensors")
         device = next(model.parameters()).device
         state_dict = load_file(path, device=str(device))
-        if set(state_dict) != trainable_names(model):
-            raise UsageError(f"{path} does not hold this run's LoRA adapters (other options?).")
+        names = trainable_names(model)
+        if set(state_dict) != set(names):
+            odd = sorted(set(state_dict) ^ set(names))[0]
+            raise UsageError(f"{path} does not hold this run's LoRA weights (e.g. {odd}).")
         with torch.no_grad():
-            model.load_state_dict(state_dict, strict=False)
+            model.load_state_dict({names[k]: v for k, v in state_dict.items()}, strict=False)
     models.clear()
 
 

@@ -35,10 +35,13 @@ EMBEDDINGS = re.compile(r"embed|\bwte\b|\bwpe\b|^shared\b")
 
 def head_parameters(model):
     """Names of the parameters outside the pretrained base model: a task's head, such as a
-    fresh classification layer (none where the model is its own base, as T5 and model.py's MLP
-    are; none for a language model, whose output layer shares the embeddings' weights)."""
+    fresh classification layer. None where the model is its own base (T5, model.py's MLP), and
+    never a language model's output layer: that is pretrained, whether or not it shares the
+    embeddings' weights."""
     base = getattr(model, "base_model", model)
-    in_base = {id(p) for p in base.parameters()}
+    output = getattr(model, "get_output_embeddings", lambda: None)()
+    kept = [*base.parameters(), *(output.parameters() if output is not None else ())]
+    in_base = {id(p) for p in kept}
     return [name for name, p in model.named_parameters() if id(p) not in in_base]
 
 
@@ -56,6 +59,8 @@ def lr_scales(cfg, model):
         depth_of_stack[stack] = max(depth_of_stack.get(stack, 0), int(match.group(2)) + 1)
     if cfg.layerwise_lr_decay != 1 and not depth_of_stack:
         raise UsageError("layerwise_lr_decay: this model has no numbered layers to decay over.")
+    if cfg.head_learning_rate is not None and cfg.use_peft:
+        raise UsageError("head_learning_rate does not apply with use_peft yet: set one rate.")
     if cfg.head_learning_rate is not None and not head:
         raise UsageError("head_learning_rate: this model has no head outside its base model.")
     scales = {}

@@ -69,8 +69,8 @@ def tokenize(
             prompt_ids = tokenizer(prompt)["input_ids"]
             # Tokenized apart, not as one text: the model sees the same prompt tokens at chat time.
             answer = tokenizer(completion, add_special_tokens=False)["input_ids"]
-            answer.append(tokenizer.eos_token_id)
-            if len(prompt_ids) >= max_length:
+            answer = with_eos(answer, tokenizer)
+            if truncate and len(prompt_ids) >= max_length:
                 raise UsageError(
                     f"{where} has a prompt of {len(prompt_ids)} tokens: with max_length="
                     f"{max_length} none of its completion would be trained. Raise max_length."
@@ -81,12 +81,24 @@ def tokenize(
             text = rows[text_field][i]
             if not isinstance(text, str) or not text.strip():
                 raise UsageError(f"{where} has no text in {text_field!r} (dataset_text_field).")
-            ids = tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+            ids = with_eos(tokenizer(text)["input_ids"], tokenizer)
             mask = [1] * len(ids)
         keep = max_length if truncate else len(ids)
+        # Fewer than two tokens left in view, or no trained one: the document has no target
+        # (a whole update of such rows would divide 0 by 0).
+        if not any(mask[1:keep]):
+            raise UsageError(
+                f"{where} has no trained token within max_length={max_length}; raise max_length "
+                "or leave the row out."
+            )
         documents["input_ids"].append(ids[:keep])
         documents["loss_mask"].append(mask[:keep])
     return documents
+
+
+def with_eos(ids, tokenizer):
+    """The tokens ending with EOS, added unless the text already ends with it (TRL does so too)."""
+    return ids if ids and ids[-1] == tokenizer.eos_token_id else ids + [tokenizer.eos_token_id]
 
 
 def conversation_tokens(messages, where, tokenizer, assistant_only):

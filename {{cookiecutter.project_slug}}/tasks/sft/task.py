@@ -207,9 +207,10 @@ def check_documents_stay_apart(model):
     """Packing relies on the model's attention keeping documents apart, which transformers does
     for models built on its masking utilities. Checked on two short documents, not assumed."""
     model.eval()
-    ids = torch.arange(3, 9).unsqueeze(0) % model.config.vocab_size
-    packed = forward(model, ids, torch.tensor([[0, 1, 2, 0, 1, 2]]))
-    alone = forward(model, ids[:, 3:], torch.tensor([[0, 1, 2]]))
+    # Two rows: some attention kernels keep documents apart only in a batch of one.
+    ids = torch.arange(3, 15).view(2, 6) % model.config.vocab_size
+    packed = forward(model, ids, torch.tensor([[0, 1, 2, 0, 1, 2]] * 2))
+    alone = forward(model, ids[:, 3:], torch.tensor([[0, 1, 2]] * 2))
     model.train()
     if not torch.allclose(packed[:, 3:], alone, atol=1e-4):
         raise UsageError(

@@ -57,6 +57,22 @@ def test_summed_losses_are_per_sample_sums_over_targets():
     assert losses.shape == (2,)
 
 
+def test_the_output_layer_of_a_language_model_is_never_a_fresh_head():
+    """Untied or tied to the embeddings, lm_head is pretrained: LoRA freezes it and
+    head_learning_rate leaves it alone, as for every weight of the base model."""
+    from transformers import AutoModelForCausalLM
+
+    from optim import head_parameters
+
+    cfg = tiny_config()
+    _, config = task.load_tokenizer_and_config(cfg)
+    for tied in (True, False):
+        config.tie_word_embeddings = tied
+        model = AutoModelForCausalLM.from_config(config)
+        assert (model.lm_head.weight is model.transformer.wte.weight) == tied
+        assert head_parameters(model) == []
+
+
 def test_packed_run_trains(tmp_path):
     out = tmp_path / "run"
     run_train(out, max_steps=2, packing="true", block_size=32, max_train_samples=100)

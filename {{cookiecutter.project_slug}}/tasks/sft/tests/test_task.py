@@ -234,17 +234,25 @@ def test_a_model_that_lets_documents_see_each_other_is_refused():
     task.check_documents_stay_apart(model)  # the real one keeps them apart
 
 
-def test_the_trained_model_answers_in_chat(tmp_path):
-    """final/ holds the chat template, and chat.py answers a question of the sample."""
-    out = tmp_path / "run"
-    run_train(
-        out, max_train_samples=400, max_length=128, per_device_train_batch_size=8,
-        num_train_epochs=20, learning_rate=5e-3, assistant_only_loss="true",
-    )  # fmt: skip
+@pytest.mark.parametrize("form", ["messages", "prompt-completion"])
+def test_the_trained_model_answers_in_chat(tmp_path, form):
+    """final/ holds the chat template, and chat.py answers a question of the sample: through the
+    template when trained on conversations, as plain text (--plain) when trained on pairs."""
+    out, data = tmp_path / "run", tmp_path / "pairs.jsonl"
+    settings = {
+        "max_train_samples": 400, "max_length": 128, "per_device_train_batch_size": 8,
+        "num_train_epochs": 20, "learning_rate": 5e-3, "assistant_only_loss": "true",
+    }  # fmt: skip
+    if form == "prompt-completion":  # the same questions and answers, as pairs
+        data.write_text("".join(json.dumps(p) + "\n" for p in as_pairs(conversations(400))))
+        settings.update(train_file=data, validation_file="null", max_train_samples=560)
+        settings.update(assistant_only_loss="false")
+    run_train(out, **settings)
+    plain = ["--plain"] if form == "prompt-completion" else []
     answers = {}
     for question in ("What does the cat say?", "Where does the duck live?"):
         result = subprocess.run(
-            [sys.executable, "chat.py", str(out / "final"), "--prompt", question],
+            [sys.executable, "chat.py", str(out / "final"), "--prompt", question, *plain],
             cwd=PROJECT,
             env=environment(),
             capture_output=True,
