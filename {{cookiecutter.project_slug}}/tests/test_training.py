@@ -323,7 +323,7 @@ def test_freed_cpu_memory_is_kept_for_the_next_update():
     ~16k pages). Not every later one: a small allocation can land in the freed block first."""
     code = (
         "import resource, torch, train\n"
-        "train.keep_freed_cpu_memory()\n"
+        "train.keep_freed_cpu_memory(torch.device('cpu'))\n"
         "for _ in range(6):\n"
         "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "    torch.ones(16 * 2**20)\n"

@@ -238,16 +238,18 @@ def test_a_model_that_lets_documents_see_each_other_is_refused():
 def test_the_trained_model_answers_in_chat(tmp_path, form):
     """final/ holds the chat template, and chat.py answers a question of the sample: through the
     template when trained on conversations, as plain text (--plain) when trained on pairs."""
-    out, data = tmp_path / "run", tmp_path / "pairs.jsonl"
-    settings = {
-        "max_train_samples": 400, "max_length": 128, "per_device_train_batch_size": 8,
-        "num_train_epochs": 20, "learning_rate": 5e-3, "assistant_only_loss": "true",
-    }  # fmt: skip
-    if form == "prompt-completion":  # the same questions and answers, as pairs
-        data.write_text("".join(json.dumps(p) + "\n" for p in as_pairs(conversations(400))))
-        settings.update(train_file=data, validation_file="null", max_train_samples=560)
-        settings.update(assistant_only_loss="false")
-    run_train(out, **settings)
+    # The sample's conversations about the two animals asked about: a quarter of it, enough to
+    # learn what each says, eats and where it lives.
+    chats = [c for c in conversations(1200) if any(a in c[-1]["content"] for a in ("cat", "duck"))]
+    rows = [{"messages": c} for c in chats] if form == "messages" else as_pairs(chats)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "run"
+    run_train(
+        out, train_file=data, validation_file="null", max_train_samples="null", max_length=128,
+        per_device_train_batch_size=8, num_train_epochs=10, learning_rate=5e-3,
+        assistant_only_loss="true" if form == "messages" else "false",
+    )  # fmt: skip
     plain = ["--plain"] if form == "prompt-completion" else []
     answers = {}
     for question in ("What does the cat say?", "Where does the duck live?"):
