@@ -10,6 +10,8 @@ the loss trains on).
 
 import re
 
+from accelerate import PartialState
+
 from config import UsageError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -54,10 +56,12 @@ def check_format_options(cfg, form, tokenizer):
 
 def tokenize(
     rows, indices, split, form, tokenizer, text_field, max_length, truncate, completion_only,
-    assistant_only,
+    assistant_only, code,
 ):  # fmt: skip
-    """Each row as {"input_ids", "loss_mask"}: loss_mask is 1 on the tokens the loss trains on."""
-    documents = {"input_ids": [], "loss_mask": []}
+    """Each row as {"input_ids", "loss_mask", "truncated"}: loss_mask is 1 on the tokens the
+    loss trains on; truncated says whether tokens beyond max_length were cut off. `code` is
+    not used: it is part of datasets' cache key (task.prepare_datasets)."""
+    documents = {"input_ids": [], "loss_mask": [], "truncated": []}
     for i, index in enumerate(indices):
         where = f"Row {index} of the {split} data"
         if form == "messages":
@@ -93,7 +97,18 @@ def tokenize(
             )
         documents["input_ids"].append(ids[:keep])
         documents["loss_mask"].append(mask[:keep])
+        documents["truncated"].append(len(ids) > keep)
     return documents
+
+
+def say_truncated(documents, split, max_length):
+    """The documents without their truncation marks, after a note of how many were cut."""
+    if cut := sum(documents["truncated"]):
+        PartialState().print(
+            f"Note: {cut} of {len(documents)} {split} documents are longer than max_length="
+            f"{max_length}; their end is not trained on."
+        )
+    return documents.remove_columns("truncated")
 
 
 def with_eos(ids, tokenizer):

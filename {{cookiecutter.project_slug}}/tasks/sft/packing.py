@@ -65,8 +65,9 @@ def cut(row, max_length):
     return pieces
 
 
-def pack_documents(documents, max_length, strategy):
-    """pack() for datasets' map: columns of documents in, columns of rows out."""
+def pack_documents(documents, max_length, strategy, code):
+    """pack() for datasets' map: columns of documents in, columns of rows out. `code` is not
+    used: it is part of datasets' cache key (task.prepare_datasets)."""
     columns = documents.values()
     rows = [dict(zip(documents, values, strict=True)) for values in zip(*columns, strict=True)]
     packed = pack(rows, max_length, strategy)

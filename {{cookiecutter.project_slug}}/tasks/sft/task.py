@@ -47,6 +47,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,7 @@ from transformers import AutoModelForCausalLM
 
 import pretrained
 from config import UsageError, option
-from formats import check_format_options, data_format, tokenize
+from formats import check_format_options, data_format, say_truncated, tokenize
 from packing import pack_documents
 
 NAME = "sft"
@@ -71,9 +72,7 @@ logging.getLogger("transformers.modeling_utils").addFilter(
 @dataclass
 class Options:
     max_length: int = option(
-        1024,
-        "Tokens per row. Longer documents are truncated (wrapped packing cuts them instead).",
-        above=0,
+        1024, "Tokens per row. Longer documents are truncated (wrapped packing cuts them).", above=0
     )
     packing: bool = option(
         True,
@@ -81,7 +80,7 @@ class Options:
         "never attend to each other (position_ids restart per document), so it saves compute "
         "without changing the loss.",
     )
-    packing_strategy: str = option(
+    packing_strategy: Literal["bfd", "wrapped"] = option(
         "bfd",
         "bfd: whole documents, best-fit decreasing into rows (little padding). wrapped: joined "
         "and cut every max_length tokens (no padding; documents may be cut in two).",
@@ -105,8 +104,6 @@ def data_columns(cfg):
 
 
 def load_tokenizer_and_config(cfg):
-    if cfg.packing_strategy not in ("bfd", "wrapped"):
-        raise UsageError(f"packing_strategy={cfg.packing_strategy!r}: choose bfd or wrapped.")
     tokenizer, config = pretrained.load_tokenizer_and_config(cfg, length_option="max_length")
     if config.is_encoder_decoder:
         name = cfg.model_name_or_path or cfg.config_name
@@ -130,9 +127,12 @@ def prepare_datasets(cfg, raw, tokenizer):
     form = data_format(cfg, raw["train"], "train")
     check_format_options(cfg, form, tokenizer)
     # datasets caches map() by hashing these functions and what they read: plain values, not
-    # cfg, so a change of learning_rate or output_dir reuses the cached tokens.
+    # cfg, so a change of learning_rate or output_dir reuses the cached tokens. It hashes another
+    # module's function by name only: their files' source (`code`) makes an edit count too.
+    code = "".join(Path(f.__code__.co_filename).read_text() for f in (tokenize, pack_documents))
     tokenize_rows = functools.partial(
         tokenize,
+        code=code,
         form=form,
         tokenizer=tokenizer,
         text_field=cfg.dataset_text_field,
@@ -142,8 +142,9 @@ def prepare_datasets(cfg, raw, tokenizer):
         completion_only=cfg.completion_only_loss,
         assistant_only=cfg.assistant_only_loss,
     )
-    strategy = cfg.packing_strategy
-    pack_rows = functools.partial(pack_documents, max_length=cfg.max_length, strategy=strategy)
+    pack_rows = functools.partial(
+        pack_documents, max_length=cfg.max_length, strategy=cfg.packing_strategy, code=code
+    )
     prepared = {}
     for split, rows in raw.items():
         if data_format(cfg, rows, split) != form:
@@ -158,6 +159,7 @@ def prepare_datasets(cfg, raw, tokenizer):
             remove_columns=rows.column_names,
             num_proc=cfg.preprocessing_num_workers,
         )
+        documents = say_truncated(documents, split, cfg.max_length)
         if cfg.packing:
             # Large batches pack tighter; rows of one batch never mix with the next.
             documents = documents.map(pack_rows, batched=True, batch_size=10_000)

@@ -77,7 +77,7 @@ TASK_ERROR_ROWS = [
         {"validation_file": "{pairs}"},
         "The validation data is prompt-completion but the train data is messages",
     ),
-    ("an unknown packing strategy", {"packing_strategy": "ffd"}, "choose bfd or wrapped"),
+    ("an unknown packing strategy", {"packing_strategy": "ffd"}, "must be one of bfd, wrapped"),
     ("a length beyond the model", {"max_length": 100_000}, "exceeds the model's 1024 positions"),
     (
         "an encoder-decoder model",

@@ -176,6 +176,14 @@ def test_assistant_only_loss_trains_on_the_answers_even_when_packed():
         assert sorted(trained) == sorted(answers), packing
 
 
+def test_truncation_is_said(capsys):
+    cfg = tiny_config(packing="false", max_length=8)
+    tokenizer, _ = task.load_tokenizer_and_config(cfg)
+    rows = [{"text": "The cat says meow and the dog says woof."}, {"text": "Hi."}] * 2
+    prepared(cfg, tokenizer, rows)
+    assert "Note: 2 of 4 train documents are longer than max_length=8" in capsys.readouterr().out
+
+
 def test_plain_text_trains_every_token_and_ends_with_eos():
     cfg = tiny_config(packing="false")
     tokenizer, _ = task.load_tokenizer_and_config(cfg)
