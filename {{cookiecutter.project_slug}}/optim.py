@@ -51,7 +51,7 @@ def lr_scales(cfg, model):
     to the embeddings, lowest of all; head_learning_rate sets the rate of what lies outside the
     pretrained base model (a fresh classification head)."""
     names = [name for name, p in model.named_parameters() if p.requires_grad]
-    head = head_parameters(model)
+    head = set(head_parameters(model))
     layers = {name: LAYER.match(name) for name in names}
     depth_of_stack = {}
     for match in filter(None, layers.values()):

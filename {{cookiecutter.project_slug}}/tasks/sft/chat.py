@@ -32,13 +32,11 @@ def turn_end(tokenizer):
     return rest[:1]
 
 
-def answer(model, tokenizer, messages, args):
-    stop = [tokenizer.eos_token_id]
-    if args.plain or not tokenizer.chat_template:
-        ids = tokenizer(messages[-1]["content"])["input_ids"]
-    else:
+def answer(model, tokenizer, messages, templated, stop, args):
+    if templated:
         ids = rendered(tokenizer, messages, add_generation_prompt=True)
-        stop += turn_end(tokenizer)
+    else:
+        ids = tokenizer(messages[-1]["content"])["input_ids"]
     sampling = {"do_sample": args.temperature > 0}
     if args.temperature > 0:
         sampling["temperature"] = args.temperature
@@ -63,12 +61,14 @@ def main():
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    templated = bool(tokenizer.chat_template) and not args.plain
+    stop = [tokenizer.eos_token_id, *(turn_end(tokenizer) if templated else [])]
     messages = []
     lines = [args.prompt] if args.prompt is not None else iter(lambda: input("> "), "")
     try:
         for line in lines:
             messages.append({"role": "user", "content": line})
-            reply = answer(model, tokenizer, messages, args)
+            reply = answer(model, tokenizer, messages, templated, stop, args)
             messages.append({"role": "assistant", "content": reply})
             print(reply, flush=True)
     except (EOFError, KeyboardInterrupt):
