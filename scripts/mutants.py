@@ -85,7 +85,7 @@ LOOP_MUTANTS = [
         "train.py",
         "accelerator.gather_for_metrics((losses, task.target_counts(batch)))",
         "accelerator.gather((losses, task.target_counts(batch)))",
-        "test_eval_counts_every_sample_once_on_two_processes",
+        "test_two_processes_equal_one_with_twice_the_batch",
     ),
     (
         "the logged loss is the window's sum, not its mean",

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite: template tests, which bake projects and run each project's own tests
 # (including the 2-process and kill/resume runs). Extra arguments go to pytest.
-# About 10 minutes on an idle 2-core machine; the generated suites print a line per test as
+# About 20 minutes on an idle 2-core machine; the generated suites print a line per test as
 # they go (from build/test-logs/), so a long wait is visibly progress.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p build/test-logs
 rm -f build/test-logs/*.log
-# One progress log per task; the task names live in cookiecutter.json.
-logs=$(.venv/bin/python -c "import json; print(*(f'build/test-logs/{t}.log' for t in json.load(open('cookiecutter.json'))['task']))")
+# One progress log per job: the loop's tests, then each task (names from cookiecutter.json).
+logs="build/test-logs/loop.log $(.venv/bin/python -c "import json; print(*(f'build/test-logs/{t}.log' for t in json.load(open('cookiecutter.json'))['task']))")"
 touch $logs
 tail -n +1 -F $logs 2>/dev/null \
     | grep --line-buffered -E "^==>|PASSED|FAILED|ERROR|SKIPPED" &

@@ -5,8 +5,9 @@ including multi-process and kill/resume runs. One test runs them all, two at a t
 core of the 2-core machine this is sized for), so that they always run side by side whatever
 the test scheduler does. Tests marked `loop` check the task-agnostic loop (checkpoints, signals,
 launch configs, optimizer options): identical code in every project, so they run for the first
-task only; every task runs its guarantees, bad-input rows, data and model tests. Each suite
-writes its progress, a line per test, to build/test-logs/<task>.log as it goes; scripts/test.sh
+task only, as a job of their own (the longest, so it starts first and the other worker takes the
+tasks meanwhile); every task runs its guarantees, bad-input rows, data and model tests. Each job
+writes its progress, a line per test, to build/test-logs/<job>.log as it goes; scripts/test.sh
 shows those lines while it waits.
 """
 
@@ -22,56 +23,59 @@ LOGS = TEMPLATE / "build" / "test-logs"
 AT_ONCE = 2
 
 
-def start_suite(task, project, log):
-    selection = [] if task == DEFAULTS["task"][0] else ["-m", "not loop"]
+# (job, task, tests): the loop's tests on the first task, then every task's own tests.
+JOBS = [("loop", DEFAULTS["task"][0], "loop")] + [(task, task, "not loop") for task in DEFAULTS["task"]]
+
+
+def start_suite(job, project, selection, log):
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=5", *selection],
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=5", "-m", selection],
         cwd=project,
         stdout=log,
         stderr=subprocess.STDOUT,
         # Tiny models: one thread each, two suites at once. The guarantee tests append their
         # measured differences to GUARANTEE_FIGURES (summarised in guarantee-figures.md).
-        env={**offline_env(), "OMP_NUM_THREADS": "1", "GUARANTEE_FIGURES": str(LOGS / f"{task}-figures.jsonl")},
+        env={**offline_env(), "OMP_NUM_THREADS": "1", "GUARANTEE_FIGURES": str(LOGS / f"{job}-figures.jsonl")},
     )
 
 
-def write_figures(tasks):
-    """build/test-logs/guarantee-figures.md: per task, the largest relative difference each
+def write_figures(jobs):
+    """build/test-logs/guarantee-figures.md: per job, the largest relative difference each
     guarantee test measured between the two runs it compares (0 where it demands bit-identity)."""
-    lines = ["| task | test | compared | largest relative difference |", "|---|---|---|---|"]
-    for task in tasks:
-        path = LOGS / f"{task}-figures.jsonl"
+    lines = ["| job | test | compared | largest relative difference |", "|---|---|---|---|"]
+    for job in jobs:
+        path = LOGS / f"{job}-figures.jsonl"
         largest = {}
         for record in map(json.loads, path.read_text().splitlines() if path.exists() else []):
             key = (record["test"].split("::")[-1], record["what"])
             largest[key] = max(largest.get(key, 0.0), record["max_rel"])
-        lines += [f"| {task} | {test} | {what} | {value:.2e} |" for (test, what), value in sorted(largest.items())]
+        lines += [f"| {job} | {test} | {what} | {value:.2e} |" for (test, what), value in sorted(largest.items())]
     (LOGS / "guarantee-figures.md").write_text("\n".join(lines) + "\n")
 
 
 def test_generated_suites_pass(bake, tmp_path):
     LOGS.mkdir(parents=True, exist_ok=True)
-    waiting, running, failed = list(DEFAULTS["task"]), {}, []
+    waiting, running, failed = list(JOBS), {}, []
     deadline = time.time() + 3600
     while (waiting or running) and time.time() < deadline:
         while waiting and len(running) < AT_ONCE:
-            task = waiting.pop(0)
-            project = tmp_path / task
+            job, task, selection = waiting.pop(0)
+            project = tmp_path / job
             shutil.copytree(bake(task=task), project)  # a copy, so the shared bake stays pristine
             assert list((project / "tests").glob("test_*.py")), f"the {task} project has no tests"
-            log = (LOGS / f"{task}.log").open("w")
-            (LOGS / f"{task}-figures.jsonl").unlink(missing_ok=True)
-            running[task] = (start_suite(task, project, log), log)
+            log = (LOGS / f"{job}.log").open("w")
+            (LOGS / f"{job}-figures.jsonl").unlink(missing_ok=True)
+            running[job] = (start_suite(job, project, selection, log), log)
         time.sleep(1)
-        for task, (process, log) in list(running.items()):
+        for job, (process, log) in list(running.items()):
             if process.poll() is not None:
                 log.close()
-                del running[task]
+                del running[job]
                 if process.returncode != 0:
-                    failed.append(task)
+                    failed.append(job)
     for process, _ in running.values():
         process.kill()
     assert not running, f"suites still running after an hour: {sorted(running)}"
-    write_figures(DEFAULTS["task"])
-    report = "\n".join(f"{task} suite failed:\n{(LOGS / f'{task}.log').read_text()[-8000:]}" for task in failed)
+    write_figures([job for job, _, _ in JOBS])
+    report = "\n".join(f"{job} suite failed:\n{(LOGS / f'{job}.log').read_text()[-8000:]}" for job in failed)
     assert not failed, report

@@ -229,6 +229,7 @@ def test_bad_input_gets_one_sentence_and_exit_2(
     assert [tree_digest(path) for path in watched] == before, "existing files were touched"
 
 
+@pytest.mark.loop
 def test_cli_prints_one_line_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "train.py", *arguments(tmp_path / "out", learning_rate=-1)],
@@ -242,6 +243,7 @@ def test_cli_prints_one_line_and_no_traceback(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.loop
 def test_debug_option_shows_the_traceback(tmp_path):
     result = subprocess.run(
         [

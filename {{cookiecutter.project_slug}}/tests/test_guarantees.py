@@ -77,20 +77,25 @@ def test_accumulation_does_not_change_the_numbers(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("accumulation", [1, ACCUMULATION])
+# Accumulation on two processes combines two proven parts of the loop: run for one task only.
+@pytest.mark.parametrize("accumulation", [1, pytest.param(ACCUMULATION, marks=pytest.mark.loop)])
 def test_two_processes_equal_one_with_twice_the_batch(tmp_path, accumulation):
-    """2 processes x batch B == 1 process x batch 2B: losses, learning rates, weights, eval."""
+    """2 processes x batch B == 1 process x batch 2B: losses, learning rates, weights, and the
+    evaluation, which counts every sample once although the shards are padded to even out."""
     one, two = tmp_path / "one", tmp_path / "two"
-    # 45 eval samples do not divide the global eval batch (2 x 4): the last batch is uneven. 51
-    # training samples end each epoch with a global batch of 3, split 2 + 1: the processes hold
-    # different target counts even where every sample has one target.
+    # 45 eval samples do not divide the global eval batch (2 x 8): the last batch, 13 samples,
+    # is padded with 3 repeated ones that must not be counted. 51 training samples end each
+    # epoch with a global batch of 3, split 2 + 1: the processes hold different target counts
+    # even where every sample has one target.
     options = {
         "gradient_accumulation_steps": accumulation,
         "eval_strategy": "epoch",
         "max_train_samples": 51,
     }
-    run_train(one, per_device_train_batch_size=4, **options)
-    run_train(two, processes=2, per_device_train_batch_size=2, **options)
+    run_train(one, per_device_train_batch_size=4, per_device_eval_batch_size=4, **options)
+    run_train(
+        two, processes=2, per_device_train_batch_size=2, per_device_eval_batch_size=8, **options
+    )
     assert len(losses(one)) >= 10
     assert_close_values(losses(one), losses(two), 1e-5, "loss")
     assert learning_rates(one) == learning_rates(two)
@@ -99,24 +104,6 @@ def test_two_processes_equal_one_with_twice_the_batch(tmp_path, accumulation):
     assert len(evals_one) == len(evals_two) == TINY["num_train_epochs"]
     for a, b in zip(evals_one, evals_two, strict=True):
         assert_close_values(a, b, 1e-6, "eval")
-
-
-@pytest.mark.slow
-def test_eval_counts_every_sample_once_on_two_processes(tmp_path):
-    """With no training (lr 0) eval on 1 and 2 processes sees the same 45 samples: same metrics."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    options = {
-        "max_steps": 2,
-        "learning_rate": 0.0,
-        "warmup_steps": 0,
-        "eval_strategy": "steps",
-        "eval_steps": 2,
-    }
-    run_train(one, per_device_train_batch_size=4, per_device_eval_batch_size=4, **options)
-    run_train(
-        two, processes=2, per_device_train_batch_size=2, per_device_eval_batch_size=8, **options
-    )
-    assert_close_values(eval_records(one)[0], eval_records(two)[0], 1e-6, "eval")
 
 
 @pytest.mark.loop
@@ -234,6 +221,7 @@ def test_learning_rate_of_every_update_over_the_sharded_horizon(tmp_path):
     assert logged[total] > 0
 
 
+@pytest.mark.loop
 def test_logged_loss_is_the_mean_of_the_window(tmp_path):
     every, windowed = tmp_path / "every", tmp_path / "windowed"
     run_train(every, max_steps=12)
