@@ -44,8 +44,8 @@ VARIANTS = {
         ),
         (
             "train.py",
-            "losses = task.summed_losses(model, batch)[0]  # the logits are not kept",
-            "losses, _ = task.summed_losses(model, batch)",
+            "losses = task.summed_losses(cfg, model, batch)[0]  # the logits are not kept",
+            "losses, _ = task.summed_losses(cfg, model, batch)",
         ),
     ],
 }

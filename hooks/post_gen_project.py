@@ -4,8 +4,9 @@ exclude, and say what to run next.
 Runs inside the generated project. Each task lives in the template as one folder,
 tasks/<task>/, holding task.py (its data, model, loss and metrics, against the contract at the
 top of that file), its tests and any files only it needs. The chosen folder is moved into the
-project root and the rest removed; what several tasks share (pretrained.py, the metric modules
-under metrics/) stays only where task.py uses it, so the project holds one task and no dead code.
+project root and the rest removed; what several tasks share (pretrained.py, lm_loss.py, the
+metric modules under metrics/) stays only where task.py uses it, so the project holds one task
+and no dead code.
 
 A local data file (the `dataset` answer) must exist; a relative path counts from the folder the
 project is created in. Its header decides the default text and label columns (answers
@@ -106,12 +107,16 @@ def choose_column(question, columns, names, what):
 
 
 def remove_what_the_task_does_not_use():
-    """Shared modules stay only where task.py uses them: pretrained.py (transformers models) and
-    the metric modules under metrics/ that its options name."""
+    """Shared modules stay only where task.py uses them: pretrained.py (transformers models),
+    lm_loss.py (language models' loss) and the metric modules under metrics/ that its options
+    name."""
     with open("task.py", encoding="utf-8") as stream:
         source = stream.read()
-    if "import pretrained" not in source:
-        os.remove("pretrained.py")
+    for module in ("pretrained", "lm_loss"):
+        if f"import {module}\n" not in source:
+            os.remove(f"{module}.py")
+            if os.path.exists(f"tests/test_{module}.py"):
+                os.remove(f"tests/test_{module}.py")
     for name in os.listdir("metrics"):
         if f'"metrics/{name}"' not in source:
             shutil.rmtree(os.path.join("metrics", name))

@@ -187,7 +187,7 @@ def update_windows(train_set, state, cfg, accelerator, options):
             yield window, epoch, epoch_end
 
 
-def accumulate_gradients(accelerator, model, window):
+def accumulate_gradients(accelerator, model, window, cfg):
     """Backward over the window's micro-batches so that the gradient is that of the mean loss
     over all targets of the update, on all processes. Returns that loss (on the device)."""
     world = accelerator.num_processes
@@ -198,7 +198,7 @@ def accumulate_gradients(accelerator, model, window):
         # Gradients are all-reduced once, on the last micro-batch.
         last = i == len(window) - 1
         with nullcontext() if last else accelerator.no_sync(model):
-            losses = task.summed_losses(model, batch)[0]  # the logits are not kept
+            losses = task.summed_losses(cfg, model, batch)[0]  # the logits are not kept
             # DDP averages gradients over processes; the process count undoes that.
             loss = losses.sum() * world / update_targets
             accelerator.backward(loss)
@@ -216,7 +216,7 @@ def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
     target_count = torch.zeros((), dtype=torch.long, device=accelerator.device)
     gathered = {}
     for batch in eval_loader:
-        losses, logits = task.summed_losses(model, batch)
+        losses, logits = task.summed_losses(cfg, model, batch)
         losses, counts = accelerator.gather_for_metrics((losses, task.target_counts(batch)))
         loss_sum += losses.double().sum()
         target_count += counts.sum()
@@ -313,7 +313,7 @@ def train(cfg):
         totals.tokens += sum(task.count_tokens(batch) for batch in window)
         totals.samples += sum(len(batch["labels"]) for batch in window)
         window = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in window]
-        update_loss = accumulate_gradients(accelerator, model, window)
+        update_loss = accumulate_gradients(accelerator, model, window, cfg)
         grad_norm = accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm or math.inf)
         learning_rate = lr_at(state.global_step, total_updates, warmup, cfg)
         for group in optimizer.param_groups:

@@ -255,6 +255,22 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def validation_batch(count=4, **options):
+    """The tiny run's config (with `options`) and `count` samples of the bundled validation
+    data, collated as training collates them: what a test feeds the task's functions."""
+    from accelerate import Accelerator
+
+    import data
+    import task
+    from cli import parse_args
+    from train import Config
+
+    cfg = parse_args([f"--{k}={v}" for k, v in {**TINY, **options}.items()], Config)
+    tokenizer, _ = task.load_tokenizer_and_config(cfg)
+    _, eval_set, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer)
+    return cfg, task.collate(cfg, [eval_set[i] for i in range(count)], tokenizer, None)
+
+
 def model_copy(directory, **overrides):
     """A copy of the tiny model's directory with some values of its config.json changed."""
     target = Path(directory) / "tiny-model-copy"

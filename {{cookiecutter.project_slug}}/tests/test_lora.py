@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import PROJECT, TINY, kill_and_resume, losses, run_train
+from conftest import PROJECT, kill_and_resume, losses, run_train, validation_batch
 from safetensors.torch import load_file
 from task_settings import LORA_OPTIONS
 
@@ -94,23 +94,8 @@ def test_frozen_weights_stay_and_the_merged_model_computes_what_the_adapters_do(
     base_model = task.MODEL_CLASS.from_pretrained(pretrained)
     with_adapters = PeftModel.from_pretrained(base_model, out / "final")
     plain = task.MODEL_CLASS.from_pretrained(merged_dir)
-    batch = validation_batch()
+    cfg, batch = validation_batch()
     with torch.no_grad():
-        expected = task.summed_losses(with_adapters.eval(), batch)[1]
-        got = task.summed_losses(plain.eval(), batch)[1]
+        expected = task.summed_losses(cfg, with_adapters.eval(), batch)[1]
+        got = task.summed_losses(cfg, plain.eval(), batch)[1]
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-
-
-def validation_batch():
-    """Four samples of the bundled validation data, collated as training collates them."""
-    from accelerate import Accelerator
-
-    import data
-    import task
-    from cli import parse_args
-    from train import Config
-
-    cfg = parse_args([f"--{k}={v}" for k, v in TINY.items()], Config)
-    tokenizer, _ = task.load_tokenizer_and_config(cfg)
-    _, eval_set, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer)
-    return task.collate(cfg, [eval_set[i] for i in range(4)], tokenizer, None)

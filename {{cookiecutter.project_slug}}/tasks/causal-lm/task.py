@@ -21,7 +21,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> the model: pretrained weights or fresh from config
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
-    summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
+    summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, logits)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none);
                                             `model` is unwrapped, so it can generate
@@ -39,10 +39,12 @@ micro-batch like a full one, so accumulation and process count would change the 
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+import lm_loss
 import pretrained
 from config import UsageError, option
 
@@ -60,6 +62,11 @@ class Options:
         True,
         "Concatenate texts and cut them into block_size blocks (pre-training). false: one text "
         "per sequence, truncated and padded, padding excluded from the loss (fine-tuning).",
+    )
+    loss_type: Literal["nll", "chunked_nll"] = option(
+        "nll",
+        "chunked_nll: the same loss without holding the logits of every position, a (tokens x "
+        "vocabulary) tensor; slower, for large vocabularies (lm_loss.py).",
     )
 
 
@@ -120,7 +127,9 @@ def collate(cfg, rows, tokenizer, epoch):
 
 
 def build_model(cfg, config, label_names):
-    return pretrained.load_model(MODEL_CLASS, cfg, config)
+    model = pretrained.load_model(MODEL_CLASS, cfg, config)
+    lm_loss.check(cfg.loss_type, model)
+    return model
 
 
 def target_counts(batch):
@@ -131,14 +140,9 @@ def count_tokens(batch):
     return int(batch["attention_mask"].sum())
 
 
-def summed_losses(model, batch):
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"]
-    # The loss in fp32 even under mixed precision: a bf16 log-softmax over the vocabulary is coarse.
-    losses = F.cross_entropy(
-        logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
-    )
-    return losses.view(labels.shape).sum(1), logits
+def summed_losses(cfg, model, batch):
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    return lm_loss.summed_losses(cfg.loss_type, model, batch["labels"], **inputs)
 
 
 def eval_predictions(cfg, model, logits, batch):

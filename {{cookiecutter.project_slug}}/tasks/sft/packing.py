@@ -10,9 +10,14 @@ SFTConfig names (`packing_strategy`):
 A document is {"input_ids": [...], "loss_mask": [...]}; a row adds "position_ids", which count
 from 0 at every document start. Those positions are how the model keeps packed documents apart:
 transformers turns a restart of position_ids into a block-diagonal attention mask when no
-attention_mask is given (task.py checks that the model does so before training)."""
+attention_mask is given (check_documents_stay_apart checks that the model does so before
+training)."""
 
 import bisect
+
+import torch
+
+from config import UsageError
 
 
 def pack(documents, max_length, strategy):
@@ -72,3 +77,21 @@ def pack_documents(documents, max_length, strategy, code):
     rows = [dict(zip(documents, values, strict=True)) for values in zip(*columns, strict=True)]
     packed = pack(rows, max_length, strategy)
     return {key: [row[key] for row in packed] for key in ("input_ids", "loss_mask", "position_ids")}
+
+
+@torch.no_grad()
+def check_documents_stay_apart(model, forward):
+    """Packing relies on the model's attention keeping documents apart, which transformers does
+    for models built on its masking utilities. Checked on two short documents, not assumed:
+    `forward(model, input_ids, position_ids)` is how the task calls the model."""
+    model.eval()
+    # Two rows: some attention kernels keep documents apart only in a batch of one.
+    ids = torch.arange(3, 15).view(2, 6) % model.config.vocab_size
+    packed = forward(model, ids, torch.tensor([[0, 1, 2, 0, 1, 2]] * 2))
+    alone = forward(model, ids[:, 3:], torch.tensor([[0, 1, 2]] * 2))
+    model.train()
+    if not torch.allclose(packed[:, 3:], alone, atol=1e-4):
+        raise UsageError(
+            f"This model ({model.config.model_type}) lets packed documents attend to each other "
+            "(its attention ignores where position_ids restart); set packing=false."
+        )

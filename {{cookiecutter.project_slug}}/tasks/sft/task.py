@@ -23,7 +23,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> the model: pretrained weights or fresh from config
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
-    summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
+    summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, logits)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none);
                                             `model` is unwrapped, so it can generate
@@ -53,10 +53,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+import lm_loss
 import pretrained
 from config import UsageError, option
 from formats import check_format_options, data_format, say_truncated, tokenize
-from packing import pack_documents
+from packing import check_documents_stay_apart, pack_documents
 
 NAME = "sft"
 MODEL_CLASS = AutoModelForCausalLM
@@ -96,6 +97,11 @@ class Options:
     dataset_text_field: str = option("text", "Plain-text data: the column holding the text.")
     chat_template_path: str | None = option(
         None, "A Jinja chat template file, for a tokenizer that has none (or to replace its own)."
+    )
+    loss_type: Literal["nll", "chunked_nll"] = option(
+        "nll",
+        "chunked_nll: the same loss without holding the logits of every position, a (tokens x "
+        "vocabulary) tensor; slower, for large vocabularies (lm_loss.py).",
     )
 
 
@@ -200,25 +206,9 @@ def collate(cfg, rows, tokenizer, epoch):
 def build_model(cfg, config, label_names):
     model = pretrained.load_model(MODEL_CLASS, cfg, config)
     if cfg.packing:
-        check_documents_stay_apart(model)
+        check_documents_stay_apart(model, forward)
+    lm_loss.check(cfg.loss_type, model)
     return model
-
-
-@torch.no_grad()
-def check_documents_stay_apart(model):
-    """Packing relies on the model's attention keeping documents apart, which transformers does
-    for models built on its masking utilities. Checked on two short documents, not assumed."""
-    model.eval()
-    # Two rows: some attention kernels keep documents apart only in a batch of one.
-    ids = torch.arange(3, 15).view(2, 6) % model.config.vocab_size
-    packed = forward(model, ids, torch.tensor([[0, 1, 2, 0, 1, 2]] * 2))
-    alone = forward(model, ids[:, 3:], torch.tensor([[0, 1, 2]] * 2))
-    model.train()
-    if not torch.allclose(packed[:, 3:], alone, atol=1e-4):
-        raise UsageError(
-            f"This model ({model.config.model_type}) lets packed documents attend to each other "
-            "(its attention ignores where position_ids restart); set packing=false."
-        )
 
 
 def target_counts(batch):
@@ -229,20 +219,19 @@ def count_tokens(batch):
     return int(batch["token_mask"].sum())
 
 
-def forward(model, input_ids, position_ids):
-    """The logits. No attention_mask and no KV cache: transformers reads document boundaries from
+def model_inputs(input_ids, position_ids):
+    """No attention_mask and no KV cache: transformers reads document boundaries from
     position_ids only without them (with a cache, documents would silently see each other)."""
-    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+    return {"input_ids": input_ids, "position_ids": position_ids, "use_cache": False}
 
 
-def summed_losses(model, batch):
-    logits = forward(model, batch["input_ids"], batch["position_ids"])
-    labels = batch["labels"]
-    # The loss in fp32 even under mixed precision: a bf16 log-softmax over the vocabulary is coarse.
-    losses = F.cross_entropy(
-        logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
-    )
-    return losses.view(labels.shape).sum(1), logits
+def forward(model, input_ids, position_ids):
+    return model(**model_inputs(input_ids, position_ids)).logits
+
+
+def summed_losses(cfg, model, batch):
+    inputs = model_inputs(batch["input_ids"], batch["position_ids"])
+    return lm_loss.summed_losses(cfg.loss_type, model, batch["labels"], **inputs)
 
 
 def eval_predictions(cfg, model, logits, batch):

@@ -22,7 +22,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> the model: pretrained weights or fresh from config
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
-    summed_losses(model, batch)          -> (each sample's loss summed over its targets, logits)
+    summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, logits)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none);
                                             `model` is unwrapped, so it can generate
@@ -224,7 +224,7 @@ def count_tokens(batch):
     return int(batch["attention_mask"].sum())
 
 
-def summed_losses(model, batch):
+def summed_losses(cfg, model, batch):
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"]
     losses = F.cross_entropy(

@@ -48,9 +48,9 @@ def test_summed_losses_are_per_sample_sums_over_targets():
     batch = task.collate(
         cfg, [{"input_ids": [5, 6, 7, 8]}, {"input_ids": [9, 10]}], tokenizer, None
     )
-    losses, _ = task.summed_losses(model, batch)
+    losses, _ = task.summed_losses(cfg, model, batch)
     alone, _ = task.summed_losses(
-        model, task.collate(cfg, [{"input_ids": [9, 10]}], tokenizer, None)
+        cfg, model, task.collate(cfg, [{"input_ids": [9, 10]}], tokenizer, None)
     )
     # Padding changes nothing: the second sample's loss is the same with or without it.
     assert torch.allclose(losses[1], alone[0], rtol=1e-5)

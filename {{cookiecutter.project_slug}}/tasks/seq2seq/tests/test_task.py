@@ -90,7 +90,7 @@ def test_summed_losses_over_target_counts_is_the_models_own_loss(prepared, famil
     model = AutoModelForSeq2SeqLM.from_config(config).eval()
     batch = task.collate(cfg, [train_set[i] for i in range(5)], tokenizer, None)
     with torch.no_grad():
-        summed, _ = task.summed_losses(model, batch)
+        summed, _ = task.summed_losses(cfg, model, batch)
         expected = model(**batch).loss
     assert (summed.sum() / task.target_counts(batch).sum()).item() == pytest.approx(
         expected.item(), rel=1e-5

@@ -25,7 +25,7 @@ from task_settings import as_pairs
 import task
 from cli import parse_args
 from config import UsageError
-from packing import pack
+from packing import check_documents_stay_apart, pack
 from train import Config
 
 SAMPLE = PROJECT / TINY["train_file"]
@@ -55,7 +55,7 @@ def prepared(cfg, tokenizer, rows):
 
 def token_losses(model, batch):
     """Each position's loss (0 where nothing is predicted), from the task's own forward."""
-    _, logits = task.summed_losses(model, batch)
+    logits = task.forward(model, batch["input_ids"], batch["position_ids"])
     losses = F.cross_entropy(
         logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, reduction="none"
     )
@@ -136,7 +136,7 @@ def test_masked_tokens_get_zero_gradient_and_the_loss_is_the_mean_over_answers()
     eos = tokenizer.eos_token_id
     answers = [tokenizer(p["completion"], add_special_tokens=False)["input_ids"] for p in pairs]
     assert sorted(labels[labels != -100].tolist()) == sorted(t for a in answers for t in a + [eos])
-    summed, _ = task.summed_losses(model, batch)
+    summed, _ = task.summed_losses(cfg, model, batch)
     mean = summed.sum() / task.target_counts(batch).sum()
     torch.testing.assert_close(mean, losses[labels != -100].mean(), rtol=1e-6, atol=0)
 
@@ -238,8 +238,8 @@ def test_a_model_that_lets_documents_see_each_other_is_refused():
             return model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask)
 
     with pytest.raises(UsageError, match="lets packed documents attend to each other"):
-        task.check_documents_stay_apart(SeesEverything())
-    task.check_documents_stay_apart(model)  # the real one keeps them apart
+        check_documents_stay_apart(SeesEverything(), task.forward)
+    check_documents_stay_apart(model, task.forward)  # the real one keeps them apart
 
 
 @pytest.mark.parametrize("form", ["messages", "prompt-completion"])
