@@ -1,7 +1,7 @@
 """The sft task's benchmark: packing against padded batches, and the generated train.py against
 TRL's SFTTrainer, on the same model, conversations, max_length, batch, schedule and epoch.
 
-    .venv/bin/python bench/sft.py                   # about 10 minutes on 2 cores
+    .venv/bin/python bench/sft.py                   # about 17 minutes on 2 cores
     .venv/bin/python bench/sft.py --repeats 1 --rows sample   # a minute
 
 Rows (PyTorch's default threads, what users get; fp32; one epoch; eval and checkpoints off):
@@ -16,6 +16,11 @@ Rows (PyTorch's default threads, what users get; fp32; one epoch; eval and check
     lora          the long-tailed row's work, packed, with every weight trained against LoRA
                   adapters (use_peft, r 16 on the attention's c_attn, PEFT's default for GPT-2):
                   time per update, peak memory, and the size of final/ (adapter vs full model)
+    vocab-50k     the long-tailed row's model and conversations in packed rows of 1,024 tokens,
+                  batch 2, loss_type nll against chunked_nll (lm_loss.py): peak memory and time
+                  per update. The fp32 logits of one micro-batch are 2 x 1,024 x 50,257 x 4 bytes
+                  = 412 MB; nll also holds their log-softmax and, in the backward pass, their
+                  gradient. causal-lm computes its loss with the same lm_loss.py.
 
 Contenders, each a fresh process under bench/probe.py (which records when every optimizer
 update ends), in an order rotated every repeat:
@@ -56,6 +61,9 @@ CONTENDERS = ("train.py packed", "train.py padded", "SFTTrainer")
 # The lora row: the long-tailed work, all weights trained against LoRA adapters (use_peft).
 ROWS["lora"] = ROWS["long-tailed"]
 CONTENDERS_OF = {"lora": ("train.py packed", "train.py LoRA")}
+# The vocab-50k row: the long-tailed model and data in rows of 1,024 tokens, nll vs chunked_nll.
+ROWS["vocab-50k"] = {**ROWS["long-tailed"], "max_length": 1024}
+CONTENDERS_OF["vocab-50k"] = ("train.py packed", "train.py chunked")
 
 
 def bake(root):
@@ -124,6 +132,7 @@ def command(contender, row, model_dir, train_file, project, out):
             **common, "model_name_or_path": model_dir, "config_name": "null", "dataset_name": "null",
             "train_file": train_file, "packing": "false" if contender.endswith("padded") else "true",
             "use_peft": "true" if contender.endswith("LoRA") else "false",
+            "loss_type": "chunked_nll" if contender.endswith("chunked") else "nll",
             # Its own validation file, so that no split is carved from the training conversations.
             "validation_file": project / "assets" / "sft" / "data" / "validation.jsonl",
             "num_train_epochs": 1, "weight_decay": 0.01, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
@@ -187,10 +196,13 @@ def report(results, tokens, args, started):
     ]
     goals = []
     for row in args.rows.split(","):
-        if row == "lora":
+        if row in ("lora", "vocab-50k"):
+            other, what = ("train.py LoRA", "LoRA") if row == "lora" else ("train.py chunked", "chunked_nll")
+            versus = "full fine-tuning" if row == "lora" else "nll"
             goals += [
-                (row, f"LoRA {measure} vs full fine-tuning", ratio(results, row, "train.py LoRA", "train.py packed", key), None)
+                (row, f"{what} {measure} vs {versus}", ratio(results, row, other, "train.py packed", key), None)
                 for measure, key in (("s/update", "update_s"), ("peak memory", "peak_rss_mb"), ("final/ size", "final_mb"))
+                if not (row == "vocab-50k" and key == "final_mb")
             ]  # fmt: skip
             continue
         speedup = ratio(results, row, "train.py packed", "train.py padded", "tokens_per_s")
@@ -240,7 +252,7 @@ def versions():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--rows", default="sample,long-tailed,lora")
+    parser.add_argument("--rows", default="sample,long-tailed,lora,vocab-50k")
     parser.add_argument("--output", default=None, help="Also write the report to this file.")
     args = parser.parse_args()
     started = time.time()

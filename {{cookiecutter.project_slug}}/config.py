@@ -124,6 +124,9 @@ class LoopOptions:
         None, "Modules trained in full (comma-separated). Default: those outside the base model."
     )
     merge_adapter: bool = option(False, "Also write final/merged/: adapters merged into weights.")
+    load_in_4bit: bool = option(
+        False, "QLoRA: the frozen weights in 4 bits (bitsandbytes NF4, CUDA GPUs only)."
+    )
     # --- evaluation, checkpoints, logging ----------------------------------------------------
     eval_strategy: Literal["no", "steps", "epoch"] = option("epoch", "When to evaluate.")
     eval_steps: int = option(500, "Evaluate every N updates (eval_strategy=steps).", above=0)
@@ -170,6 +173,10 @@ def check(cfg):
         raise UsageError("Option learning_rate must be a finite number.")
     if cfg.merge_adapter and not cfg.use_peft:
         raise UsageError("merge_adapter merges LoRA adapters: set use_peft=true.")
+    if cfg.load_in_4bit and not cfg.use_peft:
+        raise UsageError("load_in_4bit freezes the weights in 4 bits: set use_peft=true.")
+    if cfg.load_in_4bit and cfg.merge_adapter:
+        raise UsageError("merge_adapter would merge into rounded 4-bit weights (load_in_4bit).")
     if cfg.head_learning_rate is not None and cfg.learning_rate == 0:
         raise UsageError("head_learning_rate needs learning_rate above 0: it is scaled from it.")
     if cfg.max_steps == 0 or cfg.max_steps < -1:

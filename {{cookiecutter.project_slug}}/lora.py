@@ -28,9 +28,11 @@ def wrap(cfg, model, accelerator):
     if accelerator.distributed_type in ("FSDP", "DEEPSPEED"):
         raise UsageError("use_peft runs on one device or with DDP here, not FSDP or DeepSpeed.")
     try:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     except ImportError as error:
         raise UsageError("use_peft needs the peft package: pip install peft.") from error
+    if cfg.load_in_4bit and not getattr(model, "is_loaded_in_4bit", False):
+        raise UsageError("load_in_4bit loads transformers models in 4 bits; this one is not.")
 
     head = sorted({name.split(".")[0] for name in head_parameters(model)})
     targets, to_save = cfg.lora_target_modules, cfg.lora_modules_to_save
@@ -43,6 +45,9 @@ def wrap(cfg, model, accelerator):
         target_modules=targets if targets in (None, "all-linear") else targets.split(","),
         modules_to_save=to_save.split(",") if to_save else head or None,
     )
+    if cfg.load_in_4bit:  # QLoRA: the weights that are not 4-bit (norms) in fp32
+        checkpointing = {"use_reentrant": False}  # as train.py enables it
+        model = prepare_model_for_kbit_training(model, cfg.gradient_checkpointing, checkpointing)
     try:
         model = get_peft_model(model, config)
     except ValueError as error:  # target modules that match nothing, or none known for the model

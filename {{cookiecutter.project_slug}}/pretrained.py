@@ -4,6 +4,7 @@ the same code path for both, with one-sentence errors. Used by task.py."""
 import math
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from config import UsageError
@@ -32,6 +33,8 @@ def load_tokenizer_and_config(cfg, length_option):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
+    if cfg.load_in_4bit:
+        check_four_bit_loading()
     length = getattr(cfg, length_option)
     positions = getattr(config, "max_position_embeddings", math.inf)
     if length > positions:
@@ -45,12 +48,15 @@ def load_model(model_class, cfg, config, **pretrained_options):
     try:
         if cfg.model_name_or_path:
             path, options = cfg.model_name_or_path, {"config": config, **pretrained_options}
+            if cfg.load_in_4bit:
+                options.update(four_bit_loading())
             model = model_class.from_pretrained(path, trust_remote_code=remote, **options)
         else:
             model = model_class.from_config(config, trust_remote_code=remote)
         # fp32 weights whatever the checkpoint stores (transformers 5 loads a bf16 checkpoint as
         # bf16): AdamW and the fp16 grad scaler expect them; mixed_precision sets the compute.
-        return model.float()
+        # 4-bit weights stay as they are: they do not train (lora.py).
+        return model if cfg.load_in_4bit else model.float()
     except (OSError, ValueError) as error:
         reason = str(error).splitlines()[0]
         raise UsageError(
@@ -62,3 +68,28 @@ def save_model(model, tokenizer, directory, state_dict):
     """A directory that from_pretrained loads: weights, config and tokenizer."""
     model.save_pretrained(directory, state_dict=state_dict)
     tokenizer.save_pretrained(directory)
+
+
+def check_four_bit_loading():
+    """bitsandbytes' 4-bit layers run on CUDA GPUs only."""
+    if not torch.cuda.is_available():
+        raise UsageError("load_in_4bit needs a CUDA GPU (for bitsandbytes); none is here.")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise UsageError("load_in_4bit needs bitsandbytes: pip install bitsandbytes.") from error
+
+
+def four_bit_loading():
+    """QLoRA's from_pretrained options: NF4 weights with double quantization, bf16 compute, on
+    this process's GPU."""
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    return {"quantization_config": quantization, "device_map": {"": PartialState().device}}

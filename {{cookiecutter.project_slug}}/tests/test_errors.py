@@ -41,6 +41,12 @@ ROWS = [
         "lora_target_modules: no module of the model is called 'no_such_layer'; its linear",
     ),
     ("merge_adapter without LoRA", {"merge_adapter": "true"}, "merge_adapter merges LoRA"),
+    ("4-bit weights without LoRA", {"load_in_4bit": "true"}, "load_in_4bit freezes the weights"),
+    (
+        "4-bit weights to merge into",
+        {"load_in_4bit": "true", "use_peft": "true", "merge_adapter": "true"},
+        "merge_adapter would merge into rounded 4-bit weights (load_in_4bit).",
+    ),
     (
         "a head rate scaled from a zero rate",
         {"learning_rate": 0, "head_learning_rate": 1e-3},
