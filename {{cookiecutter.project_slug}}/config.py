@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
 import yaml
 
 
@@ -177,6 +178,8 @@ def check(cfg):
         raise UsageError("load_in_4bit freezes the weights in 4 bits: set use_peft=true.")
     if cfg.load_in_4bit and cfg.merge_adapter:
         raise UsageError("merge_adapter would merge into rounded 4-bit weights (load_in_4bit).")
+    if cfg.load_in_4bit and not torch.cuda.is_available():
+        raise UsageError("load_in_4bit needs a CUDA GPU (for bitsandbytes); none is here.")
     if cfg.head_learning_rate is not None and cfg.learning_rate == 0:
         raise UsageError("head_learning_rate needs learning_rate above 0: it is scaled from it.")
     if cfg.max_steps == 0 or cfg.max_steps < -1:

@@ -33,8 +33,6 @@ def load_tokenizer_and_config(cfg, length_option):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
-    if cfg.load_in_4bit:
-        check_four_bit_loading()
     length = getattr(cfg, length_option)
     positions = getattr(config, "max_position_embeddings", math.inf)
     if length > positions:
@@ -70,21 +68,16 @@ def save_model(model, tokenizer, directory, state_dict):
     tokenizer.save_pretrained(directory)
 
 
-def check_four_bit_loading():
-    """bitsandbytes' 4-bit layers run on CUDA GPUs only."""
-    if not torch.cuda.is_available():
-        raise UsageError("load_in_4bit needs a CUDA GPU (for bitsandbytes); none is here.")
+def four_bit_loading():
+    """QLoRA's from_pretrained options: NF4 weights with double quantization, bf16 compute, on
+    this process's GPU (config.py has checked that there is one)."""
+    from accelerate import PartialState
+    from transformers import BitsAndBytesConfig
+
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
         raise UsageError("load_in_4bit needs bitsandbytes: pip install bitsandbytes.") from error
-
-
-def four_bit_loading():
-    """QLoRA's from_pretrained options: NF4 weights with double quantization, bf16 compute, on
-    this process's GPU."""
-    from accelerate import PartialState
-    from transformers import BitsAndBytesConfig
 
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
