@@ -30,7 +30,8 @@ CONTRACT = (
 )
 # The generated files a user reads, and the most lines each may have.
 # task.py: token classification (tag checks, sub-token labels) is the longest task so far.
-BUDGETS = {"train.py": 400, "config.py": 300, "task.py": 260}
+# train.py: 410 since it draws curves.png at the end (issue 14).
+BUDGETS = {"train.py": 410, "config.py": 300, "task.py": 260}
 
 
 def defined_names(path):

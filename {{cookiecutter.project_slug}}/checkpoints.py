@@ -1,9 +1,10 @@
-"""What a run writes to disk: checkpoints and final/, each complete or absent; checkpoints found
-by step for resume and rotated without losing the best.
+"""What a run writes to disk: checkpoints and final/ (with its model card, hub.py), each complete
+or absent; checkpoints found by step for resume and rotated without losing the best.
 
 Layout: output_dir/checkpoints/step-<N>/ holds model.safetensors, optimizer.bin, scaler.pt (fp16),
-random_states_<process>.pkl (one per process), config.yaml and trainer_state.json (readable JSON:
-step, epoch, position in the epoch, best metric and its step, early-stopping count).
+random_states_<process>.pkl (one per process), config.yaml, record.json (what reproduces the run,
+record.py) and trainer_state.json (readable JSON: step, epoch, position in the epoch, best metric
+and its step, early-stopping count).
 A save is written under .tmp-step-<N> and renamed when complete, so a kill at any moment leaves
 either the previous checkpoints or the new one, never a half-written one that `latest` would pick.
 """
@@ -15,7 +16,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import hub
 import lora
+import record
 import task
 from config import UsageError, to_yaml
 
@@ -174,7 +177,7 @@ def load_checkpoint(accelerator, checkpoint, saved, total_updates):
 def start_run(cfg, accelerator, checkpoint, resumed_step):
     """The run's first writes, once everything has loaded: clear an overwritten run, drop saves
     cut short by a kill and the metrics records a resumed run redoes, record the config, start
-    the tracker."""
+    the tracker; record.json says what reproduces the run."""
     output_dir = Path(cfg.output_dir)
     metrics_file = output_dir / "metrics.jsonl"
     if accelerator.is_main_process:
@@ -191,6 +194,7 @@ def start_run(cfg, accelerator, checkpoint, resumed_step):
                 kept = [record for record in records if record["step"] <= resumed_step]
                 metrics_file.write_text("".join(json.dumps(record) + "\n" for record in kept))
             (output_dir / "config.yaml").write_text(to_yaml(cfg))
+            record.write(cfg, accelerator, output_dir)
         except OSError as error:
             raise UsageError(
                 f"Cannot write to output_dir {output_dir}: {error.strerror}."
@@ -213,11 +217,16 @@ def save_checkpoint(accelerator, cfg, state):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (partial / "config.yaml").write_text(to_yaml(cfg))
+        for name in ("record.json", "record.diff"):
+            if Path(cfg.output_dir, name).exists():
+                shutil.copy(Path(cfg.output_dir, name), partial / name)
         # Written last: its presence marks the checkpoint complete.
         (partial / "trainer_state.json").write_text(json.dumps(dataclasses.asdict(state), indent=2))
         # The same step saved by an earlier attempt.
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
+        if cfg.push_to_hub and cfg.hub_strategy == "every_save":
+            hub.push(cfg, final, path_in_repo="last-checkpoint")
         if cfg.save_total_limit:
             complete = checkpoint_dirs(cfg.output_dir)
             keep = {complete[-1], root / f"{PREFIX}{state.best_step}"}
@@ -239,8 +248,11 @@ def save_final_model(accelerator, model, tokenizer, cfg):
         # Under torch_compile the names carry the compiled wrapper's prefix; final/ must not.
         state_dict = {name.removeprefix("_orig_mod."): value for name, value in state_dict.items()}
         task.save_model(unwrapped, tokenizer, partial, state_dict)
+        hub.write_card(cfg, partial, task.NAME, task.MODEL_CLASS)
         if cfg.merge_adapter:  # after the adapter: merging changes the weights in place
             lora.save_merged(unwrapped, tokenizer, partial / "merged", task.save_model)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
+        if cfg.push_to_hub:
+            hub.push(cfg, final)
     accelerator.wait_for_everyone()

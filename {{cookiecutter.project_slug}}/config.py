@@ -147,6 +147,13 @@ class LoopOptions:
         "{{ cookiecutter.tracker }}", "Experiment tracker; metrics.jsonl is always written."
     )
     run_name: str | None = option(None, "Run name for the tracker; defaults to output_dir's name.")
+    # --- sharing (hub.py) ---------------------------------------------------------------------
+    push_to_hub: bool = option(False, "Upload final/ (and its model card) to the Hugging Face Hub.")
+    hub_model_id: str | None = option(None, "user/name on the hub; default: output_dir's name.")
+    hub_strategy: Literal["end", "every_save"] = option(
+        "end", "end: final/ once. every_save: also each checkpoint, as last-checkpoint/."
+    )
+    hub_private_repo: bool = option(True, "Create the hub repository private.")
     seed: int = option(42, "Seed for model initialisation and dropout.")
     data_seed: int | None = option(None, "Seed for data order; defaults to seed.")
     debug: bool = option(False, "Show full tracebacks instead of one-sentence errors.")

@@ -32,7 +32,9 @@ from tqdm.auto import tqdm
 
 import checkpoints
 import cli
+import hub
 import lora
+import plots
 import task
 from config import LoopOptions, UsageError, check_metric_for_best_model
 from data import load_datasets
@@ -245,6 +247,7 @@ def check_finite(health, last_good, cfg):
 def train(cfg):
     started = time.perf_counter()
     accelerator = start_processes(cfg)
+    hub.check(cfg)  # push_to_hub: stop now if the hub cannot be reached, not after training
     device, world = accelerator.device, accelerator.num_processes
     # Reads only: nothing on disk changes until start_run below.
     checkpoint, saved_state = checkpoints.find_resume_checkpoint(cfg, task.NAME, world)
@@ -389,6 +392,8 @@ def train(cfg):
             metric = f"{cfg.metric_for_best_model} {state.best_metric:.4g}"
             accelerator.print(f"  best {metric} at step {state.best_step}; last eval {last_eval}")
         accelerator.print(f"  load it: {task.MODEL_CLASS.__name__}.from_pretrained({str(final)!r})")
+        if accelerator.is_main_process:
+            plots.save_curves(cfg.output_dir)  # curves.png; python plots.py draws any run's
     accelerator.end_training()
 
 

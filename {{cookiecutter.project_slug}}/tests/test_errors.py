@@ -41,6 +41,11 @@ ROWS = [
         "lora_target_modules: no module of the model is called 'no_such_layer'; its linear",
     ),
     ("merge_adapter without LoRA", {"merge_adapter": "true"}, "merge_adapter merges LoRA"),
+    (
+        "a push to a hub that cannot be reached (offline here)",
+        {"push_to_hub": "true"},
+        "push_to_hub: the Hugging Face Hub cannot be reached as a logged-in user",
+    ),
     ("4-bit weights without LoRA", {"load_in_4bit": "true"}, "load_in_4bit freezes the weights"),
     (
         "4-bit weights to merge into",

@@ -147,6 +147,7 @@ def test_ctrl_c_saves_and_a_second_one_stops_at_once(tmp_path):
     assert not checkpoint_dirs(twice), "nothing half-saved counts as a checkpoint"
 
 
+@pytest.mark.loop
 def test_scores_reach_the_console_and_the_run_ends_with_a_summary(tmp_path):
     out = tmp_path / "run"
     result = run_train(out, max_steps=4, eval_strategy="steps", eval_steps=2)
