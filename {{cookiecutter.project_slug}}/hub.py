@@ -59,12 +59,13 @@ def write_card(cfg, directory, task_name, model_class):
     base = cfg.model_name_or_path
     origin = f"fine-tuned from {base}" if base else f"from scratch (config {cfg.config_name})"
     data = cfg.dataset_name or ", ".join(f for f in (cfg.train_file, cfg.validation_file) if f)
-    header = {"library_name": "transformers", "tags": [task_name, "trainer-template"]}
+    module = "transformers" if model_class.__module__.startswith("transformers") else "model"
+    header = {"library_name": "transformers"} if module == "transformers" else {}
+    header["tags"] = [task_name, "trainer-template"]
     if base and not Path(base).exists():  # a hub id, not a local directory
         header["base_model"] = base
     if cfg.dataset_name:
         header["datasets"] = [cfg.dataset_name]
-    module = "transformers" if model_class.__module__.startswith("transformers") else "model"
     name = model_class.__name__
     lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", ""]
     lines += [f"# {repository(cfg)}", "", f"A {task_name} model, {origin}, on {data}.", ""]

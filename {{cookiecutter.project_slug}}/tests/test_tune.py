@@ -20,7 +20,7 @@ from train import Config
 optuna = pytest.importorskip("optuna", reason='tune.py needs optuna: pip install -e ".[tune]"')
 pytestmark = pytest.mark.loop
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-# Trials long enough to be stopped, or killed, while they run.
+# Trials long enough to be stopped while they run: the driver looks once a second.
 LONG = {"max_steps": 150, "eval_steps": 50}
 
 
@@ -81,9 +81,15 @@ def test_a_killed_driver_continues_where_it_stopped(tmp_path):
     """SIGKILL to the driver mid-trial: the restarted driver keeps the finished trial, marks the
     orphaned one failed once its heartbeat is stale, stops its process, and reaches n_trials."""
     study_dir = tmp_path / "study"
-    search = {"learning_rate": {"choices": [3e-3, 1e-3]}}
+    study_dir.mkdir()
+    url = f"sqlite:///{study_dir / 'study.db'}"
+    queued = optuna.create_study(study_name="study", storage=url, direction="minimize")
+    # Short trials, but the second far longer than the test: it can only end by being stopped.
+    for steps in (20, 3000, 20, 20):
+        queued.enqueue_trial({"max_steps": steps})
+    search = {"max_steps": {"choices": [20, 3000]}}
     driver = subprocess.Popen(
-        tune_command(study_dir, search, 3, "--pruner", "none", **LONG), cwd=PROJECT,
+        tune_command(study_dir, search, 3, "--pruner", "none", eval_steps=10), cwd=PROJECT,
         env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
@@ -98,13 +104,13 @@ def test_a_killed_driver_continues_where_it_stopped(tmp_path):
     assert Path(f"/proc/{orphan}").exists(), "the trial outlives its driver"
 
     time.sleep(4)  # past the grace period of 3 heartbeats
-    run_tune(study_dir, search, 3, "--pruner", "none", **LONG)
+    run_tune(study_dir, search, 3, "--pruner", "none", eval_steps=10)
     trials = load_study(study_dir).trials
     assert trials[0].value == first.value and trials[0].state == FINISHED[0]
     assert trials[1].state == optuna.trial.TrialState.FAIL
     cmdline = Path(f"/proc/{orphan}/cmdline")
     stopped = not cmdline.exists() or b"train.py" not in cmdline.read_bytes()
-    assert stopped, "the orphaned trial was stopped"
+    assert stopped and not (study_dir / "trial-1" / "final").exists(), "stopped, not finished"
     assert [t.state for t in trials[2:]] == [FINISHED[0], FINISHED[0]]
     assert (study_dir / "best.yaml").is_file()
 

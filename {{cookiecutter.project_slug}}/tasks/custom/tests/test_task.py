@@ -20,7 +20,9 @@ def test_the_model_is_a_plain_module_that_rebuilds_from_final(tmp_path):
 
     out = tmp_path / "run"
     run_train(out, max_steps=3)
+    # model.py's config and weights, and the model card every run writes (hub.py).
     assert sorted(path.name for path in (out / "final").iterdir()) == [
+        "README.md",
         "config.json",
         "model.safetensors",
     ]
