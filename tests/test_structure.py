@@ -27,11 +27,12 @@ CONTRACT = (
     "eval_predictions",
     "eval_scores",
     "save_model",
+    "predict",
 )
 # The generated files a user reads, and the most lines each may have.
 # task.py: token classification (tag checks, sub-token labels) is the longest task so far.
-# train.py: 410 since it draws curves.png at the end (issue 14).
-BUDGETS = {"train.py": 410, "config.py": 300, "task.py": 260}
+# train.py: 410 since it draws curves.png at the end; task.py: 280 since predict (issue 14).
+BUDGETS = {"train.py": 410, "config.py": 300, "task.py": 280}
 
 
 def defined_names(path):
@@ -72,7 +73,7 @@ def test_task_module_defines_and_documents_the_contract(task):
 
 @pytest.mark.parametrize("task", DEFAULTS["task"])
 def test_the_loop_asks_only_what_the_contract_names(task, bake):
-    for name in ("train.py", "data.py", "checkpoints.py"):
+    for name in ("train.py", "data.py", "checkpoints.py", "predict.py"):
         extra = task_attributes(bake(task=task) / name) - set(CONTRACT)
         assert not extra, f"{name} uses task.{sorted(extra)}, which the contract does not name"
 

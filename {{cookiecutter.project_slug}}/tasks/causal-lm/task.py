@@ -29,6 +29,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 Why losses come back as per-sample sums with target counts, not means: an update's loss is the
 mean over every target of its k micro-batches on every process. Sums add up across micro-batches
@@ -156,3 +160,15 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 
 def save_model(model, tokenizer, directory, state_dict):
     pretrained.save_model(model, tokenizer, directory, state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    """Each text continued: what the model generates after it."""
+    texts = [row if isinstance(row, str) else row[cfg.text_column_name] for row in inputs]
+    # Padded on the left, so that every text's continuation follows its last token.
+    batch = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+    batch = batch.to(model.device)
+    prompt = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    generated = model.generate(**prompt, **generation, pad_token_id=tokenizer.pad_token_id)
+    new = generated[:, batch["input_ids"].shape[1] :]
+    return [{"generated": text} for text in tokenizer.batch_decode(new, skip_special_tokens=True)]

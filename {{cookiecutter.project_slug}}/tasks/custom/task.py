@@ -29,6 +29,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 There is no tokenizer: preparing the data records the feature columns and their training mean
 and standard deviation in the model config, which becomes model.py's constructor arguments
@@ -242,3 +246,28 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 
 def save_model(model, tokenizer, directory, state_dict):
     model.save_pretrained(directory, state_dict=state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    """Rows of the training format (plain strings: comma-separated numbers, in the order of
+    the model's feature_names)."""
+    names = model.config["feature_names"]
+    table = [
+        [float(x) for x in row.split(",")] if isinstance(row, str) else [row[n] for n in names]
+        for row in inputs
+    ]
+    device = next(model.parameters()).device
+    logits = model(torch.tensor(table, dtype=torch.float64, device=device))
+    return labelled(logits.float().softmax(-1), model.config["label_names"])
+
+
+def labelled(probabilities, names):
+    """Per row of class probabilities: the label, its probability, and every label's."""
+    return [
+        {
+            "label": names[int(row.argmax())],
+            "score": row.max().item(),
+            "probabilities": dict(zip(names, row.tolist(), strict=True)),
+        }
+        for row in probabilities
+    ]

@@ -30,6 +30,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 The image processor stands where the other tasks have their tokenizer. images.py reads image
 folders, checks every image once before training, and draws the training augmentation.
@@ -223,3 +227,26 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 
 def save_model(model, tokenizer, directory, state_dict):
     pretrained.save_model(model, tokenizer, directory, state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    """Image paths count from the folder of the file that lists them (validation_file)."""
+    base = image_base(cfg, "validation")
+    paths = [row if isinstance(row, str) else row[cfg.image_column_name] for row in inputs]
+    pictures = [images.open_image({"bytes": None, "path": str(base / path)}) for path in paths]
+    pixel_values = tokenizer(pictures, return_tensors="pt")["pixel_values"].to(model.device)
+    logits = model(pixel_values=pixel_values).logits
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return labelled(logits.float().softmax(-1), names)
+
+
+def labelled(probabilities, names):
+    """Per row of class probabilities: the label, its probability, and every label's."""
+    return [
+        {
+            "label": names[int(row.argmax())],
+            "score": row.max().item(),
+            "probabilities": dict(zip(names, row.tolist(), strict=True)),
+        }
+        for row in probabilities
+    ]

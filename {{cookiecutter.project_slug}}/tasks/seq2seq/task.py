@@ -30,6 +30,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 Why losses come back as per-sample sums with target counts, not means: an update's loss is the
 mean over every target of its k micro-batches on every process. Sums add up across micro-batches
@@ -222,3 +226,15 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 
 def save_model(model, tokenizer, directory, state_dict):
     pretrained.save_model(model, tokenizer, directory, state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    texts = [row if isinstance(row, str) else row[cfg.text_column] for row in inputs]
+    batch = tokenizer(
+        [cfg.source_prefix + text for text in texts], truncation=True,
+        max_length=cfg.max_source_length, padding=True, return_tensors="pt",
+    ).to(model.device)  # fmt: skip
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    generated = model.generate(**inputs, **generation)
+    texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
+    return [{"generated": text} for text in texts]

@@ -32,23 +32,42 @@ def turn_end(tokenizer):
     return rest[:1]
 
 
-def answer(model, tokenizer, messages, templated, stop, args):
+def answer(model, tokenizer, messages, templated, stop, generation):
+    """The model's reply to the conversation; `generation`: generate()'s options."""
     if templated:
         ids = rendered(tokenizer, messages, add_generation_prompt=True)
     else:
         ids = tokenizer(messages[-1]["content"])["input_ids"]
-    sampling = {"do_sample": args.temperature > 0}
-    if args.temperature > 0:
-        sampling["temperature"] = args.temperature
     generated = model.generate(
-        torch.tensor([ids]),
-        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-        max_new_tokens=args.max_new_tokens,
+        torch.tensor([ids], device=model.device),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=model.device),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=stop,
-        **sampling,
+        **generation,
     )
     return tokenizer.decode(generated[0, len(ids) :], skip_special_tokens=True).strip()
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    """predict.py's answers, one input at a time. A conversation (messages) gets its next
+    assistant turn through the chat template; a last assistant message in it is left out, as
+    the answer the model should give. A prompt, a plain text or a plain string is continued
+    as it is, as prompts were trained."""
+    templated = bool(tokenizer.chat_template)
+    stop = [tokenizer.eos_token_id, *(turn_end(tokenizer) if templated else [])]
+    said = []
+    for row in inputs:
+        if isinstance(row, dict) and "messages" in row:
+            messages, templated = row["messages"], True
+            if messages[-1]["role"] == "assistant":
+                messages = messages[:-1]
+        else:
+            fields = row if isinstance(row, dict) else {"prompt": row}
+            text = fields.get("prompt", fields.get(cfg.dataset_text_field))
+            messages, templated = [{"role": "user", "content": text}], False
+        reply = answer(model, tokenizer, messages, templated, stop, generation)
+        said.append({"answer": reply})
+    return said
 
 
 def main():
@@ -62,13 +81,16 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     templated = bool(tokenizer.chat_template) and not args.plain
+    generation = {"max_new_tokens": args.max_new_tokens}
+    if args.temperature > 0:
+        generation.update(do_sample=True, temperature=args.temperature)
     stop = [tokenizer.eos_token_id, *(turn_end(tokenizer) if templated else [])]
     messages = []
     lines = [args.prompt] if args.prompt is not None else iter(lambda: input("> "), "")
     try:
         for line in lines:
             messages.append({"role": "user", "content": line})
-            reply = answer(model, tokenizer, messages, templated, stop, args)
+            reply = answer(model, tokenizer, messages, templated, stop, generation)
             messages.append({"role": "assistant", "content": reply})
             print(reply, flush=True)
     except (EOFError, KeyboardInterrupt):

@@ -31,6 +31,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 Why losses come back as per-sample sums with target counts, not means: an update's loss is the
 mean over every target of its k micro-batches on every process. Sums add up across micro-batches
@@ -53,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+import chat
 import lm_loss
 import pretrained
 from config import UsageError, option
@@ -246,3 +251,7 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 def save_model(model, tokenizer, directory, state_dict):
     # The tokenizer carries the chat template (chat_template_path's too): final/ chats as trained.
     pretrained.save_model(model, tokenizer, directory, state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    return chat.predict(cfg, model, inputs, tokenizer, generation)

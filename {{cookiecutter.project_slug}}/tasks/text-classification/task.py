@@ -29,6 +29,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 Why losses come back as per-sample sums with target counts, not means: an update's loss is the
 mean over every target of its k micro-batches on every process. Sums add up across micro-batches
@@ -173,3 +177,25 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 
 def save_model(model, tokenizer, directory, state_dict):
     pretrained.save_model(model, tokenizer, directory, state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    texts = [row if isinstance(row, str) else row[cfg.text_column_name] for row in inputs]
+    batch = tokenizer(
+        texts, truncation=True, max_length=cfg.max_seq_length, padding=True, return_tensors="pt"
+    ).to(model.device)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return labelled(logits.float().softmax(-1), names)
+
+
+def labelled(probabilities, names):
+    """Per row of class probabilities: the label, its probability, and every label's."""
+    return [
+        {
+            "label": names[int(row.argmax())],
+            "score": row.max().item(),
+            "probabilities": dict(zip(names, row.tolist(), strict=True)),
+        }
+        for row in probabilities
+    ]

@@ -30,6 +30,10 @@ module. A new task is a folder with a task.py that defines the same names (and i
                                          -> {"eval_loss": ..., "eval_<metric>": ...}
     save_model(model, tokenizer, directory, state_dict)
                                          what final/ holds
+    predict(cfg, model, inputs, tokenizer, generation)
+                                         -> for predict.py, one dict per input (a row of the
+                                            training format, or a plain string): what the
+                                            model says
 
 Why losses come back as per-sample sums with target counts, not means: an update's loss is the
 mean over every target of its k micro-batches on every process. Sums add up across micro-batches
@@ -251,3 +255,23 @@ def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
 
 def save_model(model, tokenizer, directory, state_dict):
     pretrained.save_model(model, tokenizer, directory, state_dict)
+
+
+def predict(cfg, model, inputs, tokenizer, generation):
+    """A tag per word, read at its first sub-token (None for words max_seq_length cut off);
+    plain strings are split into words at spaces."""
+    words = [row.split() if isinstance(row, str) else row[cfg.text_column_name] for row in inputs]
+    batch = tokenizer(
+        words, is_split_into_words=True, truncation=True, max_length=cfg.max_seq_length,
+        padding=True, return_tensors="pt",
+    ).to(model.device)  # fmt: skip
+    tags = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    tags = tags.argmax(-1).tolist()
+    said = []
+    for i, sentence in enumerate(words):
+        first = {}
+        for position, word in enumerate(batch.word_ids(i)):
+            first.setdefault(word, position)
+        tagged = [tags[i][first[w]] if w in first else None for w in range(len(sentence))]
+        said.append({"tags": [None if t is None else model.config.id2label[t] for t in tagged]})
+    return said

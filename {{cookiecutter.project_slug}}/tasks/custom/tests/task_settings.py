@@ -21,6 +21,11 @@ WIDER_MODEL = {"hidden_size": 2048, "num_hidden_layers": 4}
 # the layers are named: adapters on both hidden layers, the output layer trained in full.
 LORA_OPTIONS = {"lora_target_modules": "layers.0,layers.3", "lora_modules_to_save": "layers.6"}
 
+# predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
+# lines) it answers.
+PREDICTION_FIELDS = {"label", "score", "probabilities"}
+PLAIN_INPUTS = ["53.7,19.4,187.8,2390.4", "39.1,18.7,181.0,3750.0"]
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [

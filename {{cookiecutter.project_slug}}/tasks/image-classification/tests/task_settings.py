@@ -25,6 +25,12 @@ WIDER_MODEL = {"hidden_size": 384, "num_hidden_layers": 4, "intermediate_size": 
 # are named: the attention's query and value projections (transformers 5 names).
 LORA_OPTIONS = {"lora_target_modules": "q_proj,v_proj"}
 
+# predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
+# lines) it answers.
+PREDICTION_FIELDS = {"label", "score", "probabilities"}
+IMAGES = Path(__file__).resolve().parents[1] / "assets/image-classification/data/images"
+PLAIN_INPUTS = [str(IMAGES / "validation/0000.png"), str(IMAGES / "validation/0001.png")]
+
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.
 TASK_ERROR_ROWS = [

@@ -1,0 +1,158 @@
+"""A trained model's predictions on new data: one JSON line per input, in input order, holding
+the input and what the model says about it (task.predict decides what that is).
+
+    python predict.py outputs/default/final data/new.jsonl       # a file in the training format
+    python predict.py outputs/default/final inputs.txt           # or a plain list: one per line
+    python predict.py outputs/default/checkpoints/step-40 data/new.jsonl   # any checkpoint
+    accelerate launch --num_processes 2 predict.py outputs/default/final data/new.jsonl
+    options: --output FILE (default: predictions.jsonl beside final/) --batch_size 16
+             --max_new_tokens 64 --temperature 0 --num_beams 1 (for generated text)
+
+The run's config.yaml (beside final/, or in the checkpoint) gives every other setting: columns,
+lengths, metrics. When the file holds the labels too, the scores follow, computed as the run's
+evaluation computes them (on the run's validation file they equal its last evaluation), printed
+and written to FILE.metrics.json; scoring, and predicting from a checkpoint, read the run's
+training data where it was (it fixes the order of the label names). With several processes each
+predicts every N-th input, and the main process writes them all back in input order.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from accelerate.utils import gather_object
+from torch.utils.data import DataLoader
+
+import cli
+import data
+import lora
+import task
+from config import UsageError
+from train import Config, evaluate, start_processes
+
+
+def run_config(target, inputs):
+    """The run's config, for final/ or a checkpoint, reading `inputs` as its validation file."""
+    checkpoint = (target / "trainer_state.json").is_file()
+    config_file = target / "config.yaml" if checkpoint else target.parent / "config.yaml"
+    if not config_file.is_file():
+        raise UsageError(f"{target} is neither a run's final/ nor a checkpoint: no {config_file}.")
+    # final/ is a model of its own, unless it holds LoRA adapters for the run's base model.
+    whole = not checkpoint and not (target / "adapter_config.json").is_file()
+    weights = ["--model_name_or_path", str(target), "--config_name", "null"] if whole else []
+    options = ["--validation_file", str(inputs), "--max_eval_samples", "null"]
+    argv = ["--config", str(config_file), *weights, *options, "--resume_from_checkpoint", "null"]
+    return cli.parse_args(argv, Config), checkpoint
+
+
+def label_names_of(model_config):
+    """The labels a trained classifier's config carries, in order (None without labels)."""
+    if isinstance(model_config, dict):  # model.py's config: the custom task
+        return model_config.get("label_names")
+    names = getattr(model_config, "id2label", None) or {}
+    return [names[i] for i in range(len(names))] or None
+
+
+def load_model(cfg, target, checkpoint, accelerator, tokenizer, model_config):
+    """The model of final/ or of a checkpoint, prepared, in eval mode. A whole model in final/
+    carries its label names; for adapters and checkpoints they come from the run's training
+    data (its own validation split carved off: the input file may hold no labels)."""
+    adapter = (target / "adapter_config.json").is_file()
+    if checkpoint or adapter:
+        training = dataclasses.replace(cfg, validation_file=None)
+        label_names = data.load_datasets(training, accelerator, tokenizer)[2]
+    else:
+        label_names = label_names_of(model_config)
+    model = task.build_model(cfg, model_config, label_names)
+    if checkpoint:  # built as the run built it, then its saved state loaded as resume does
+        model = accelerator.prepare(lora.wrap(cfg, model, accelerator))
+        accelerator.load_state(target)
+        return model.eval()
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, target)
+    return accelerator.prepare(model).eval()
+
+
+def read_inputs(path):
+    """The rows of a data file (dicts), or the lines of a .txt file (strings)."""
+    if not path.is_file():
+        raise UsageError(f"Input file {path} does not exist.")
+    if path.suffix == ".txt":
+        return [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
+    # As a train split: data.py reads it the way it reads training data.
+    rows = data.load_files({"train": ("input", str(path))}, {"train": f"input {path}"})["train"]
+    return list(rows)
+
+
+def scores(cfg, accelerator, model, tokenizer):
+    """The run's evaluation of the input file; None when it lacks a column evaluation reads."""
+    try:
+        _, eval_set, label_names = data.load_datasets(cfg, accelerator, tokenizer)
+    except UsageError as error:
+        if "is not in" in str(error):  # data.py's sentence for a missing column
+            return None
+        raise
+    collate = lambda rows: task.collate(cfg, rows, tokenizer, None)  # noqa: E731
+    loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
+    return evaluate(accelerator, model, accelerator.prepare(loader), cfg, label_names, tokenizer)
+
+
+def predict_all(args):
+    cfg, checkpoint = run_config(args.model, args.inputs)
+    accelerator = start_processes(cfg)
+    tokenizer, model_config = task.load_tokenizer_and_config(cfg)
+    model = load_model(cfg, args.model, checkpoint, accelerator, tokenizer, model_config)
+    inputs = read_inputs(args.inputs)
+    generation = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    if args.temperature > 0:
+        generation.update(do_sample=True, temperature=args.temperature)
+    # Process p predicts inputs p, p + N, p + 2N, ...; the main process puts them back in order.
+    mine = range(accelerator.process_index, len(inputs), accelerator.num_processes)
+    unwrapped, predicted = accelerator.unwrap_model(model), []
+    with torch.no_grad():
+        for start in range(0, len(mine), args.batch_size):
+            indices = mine[start : start + args.batch_size]
+            said = task.predict(cfg, unwrapped, [inputs[i] for i in indices], tokenizer, generation)
+            predicted += zip(indices, said, strict=True)
+    everything = sorted(gather_object(predicted), key=lambda pair: pair[0])
+    metrics = None if args.inputs.suffix == ".txt" else scores(cfg, accelerator, model, tokenizer)
+    output = args.output or args.model.parent / "predictions.jsonl"
+    if accelerator.is_main_process:
+        with output.open("w") as stream:
+            for index, said in everything:
+                stream.write(json.dumps({"input": inputs[index], **said}, default=str) + "\n")
+        print(f"{len(everything)} predictions: {output}")
+        if metrics is not None:
+            Path(f"{output}.metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            print("scores: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in metrics.items()))
+    accelerator.end_training()
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="A run's final/ or one of its checkpoints.")
+    parser.add_argument("inputs", type=Path, help="A data file in the training format, or .txt.")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding.")
+    parser.add_argument("--num_beams", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        predict_all(args)
+    except UsageError as error:
+        if os.environ.get("RANK", "0") == "0":  # one message, not one per process
+            print(f"error: {error}", file=sys.stderr)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

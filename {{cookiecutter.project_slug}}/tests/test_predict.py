@@ -1,0 +1,81 @@
+"""predict.py: a trained model's predictions, one line per input in input order, with the scores
+of the run's own evaluation when the inputs hold labels; the same from a checkpoint and on two
+processes."""
+
+import json
+import subprocess
+
+import pytest
+from conftest import (
+    PROJECT,
+    TINY,
+    assert_close_values,
+    command,
+    environment,
+    eval_records,
+    run_train,
+)
+from task_settings import PLAIN_INPUTS, PREDICTION_FIELDS
+
+from checkpoints import checkpoint_dirs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run of 4 updates that evaluates the whole bundled validation file at its end and
+    keeps its last checkpoint."""
+    out = tmp_path_factory.mktemp("predict") / "run"
+    evaluate = {"eval_strategy": "steps", "eval_steps": 4, "max_eval_samples": "null"}
+    run_train(out, max_steps=4, save_strategy="steps", save_steps=4, **evaluate)
+    return out
+
+
+def predict(model, inputs, output, processes=1, *options):
+    script = command(processes)[:-1] + ["predict.py"]
+    done = subprocess.run(
+        [*script, str(model), str(inputs), "--output", str(output), *options],
+        cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
+def test_predictions_of_the_validation_file_score_like_the_last_eval(trained, tmp_path):
+    inputs = PROJECT / TINY["validation_file"]
+    output = tmp_path / "predictions.jsonl"
+    predictions = predict(trained / "final", inputs, output)
+    rows = [json.loads(line) for line in inputs.read_text().splitlines()]
+    assert [p["input"] for p in predictions] == rows, "every input once, in input order"
+    assert all(PREDICTION_FIELDS <= p.keys() for p in predictions)
+    if "probabilities" in PREDICTION_FIELDS:
+        for p in predictions:
+            assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
+            assert sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    scores = json.loads((tmp_path / "predictions.jsonl.metrics.json").read_text())
+    last = {name: value for name, value in eval_records(trained)[-1].items() if name in scores}
+    assert scores.keys() == last.keys()
+    assert_close_values(scores, last, 1e-6, "predict.py's scores against the run's last eval")
+
+
+def test_a_plain_list_of_inputs_is_predicted_without_scores(trained, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("".join(line + "\n" for line in PLAIN_INPUTS))
+    output = tmp_path / "predictions.jsonl"
+    predictions = predict(trained / "final", inputs, output)
+    assert [p["input"] for p in predictions] == PLAIN_INPUTS
+    assert all(PREDICTION_FIELDS <= p.keys() for p in predictions)
+    assert not (tmp_path / "predictions.jsonl.metrics.json").exists()
+
+
+@pytest.mark.loop
+@pytest.mark.slow
+def test_a_checkpoint_on_two_processes_predicts_what_final_does_on_one(trained, tmp_path):
+    """Every input predicted exactly once and written back in input order; the last
+    checkpoint holds the weights final/ holds."""
+    inputs = PROJECT / TINY["validation_file"]
+    # One input per batch: generated text then depends on no other input's padding.
+    options = ("--batch_size", "1", "--max_new_tokens", "8")
+    one = predict(trained / "final", inputs, tmp_path / "one.jsonl", 1, *options)
+    checkpoint = checkpoint_dirs(trained)[-1]
+    two = predict(checkpoint, inputs, tmp_path / "two.jsonl", 2, *options)
+    assert two == one
