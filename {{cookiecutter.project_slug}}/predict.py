@@ -17,7 +17,6 @@ predicts every N-th input, and the main process writes them all back in input or
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -35,8 +34,8 @@ from config import UsageError
 from train import Config, evaluate, start_processes
 
 
-def run_config(target, inputs):
-    """The run's config, for final/ or a checkpoint, reading `inputs` as its validation file."""
+def run_config(target):
+    """The run's config, for final/ or a checkpoint."""
     checkpoint = (target / "trainer_state.json").is_file()
     config_file = target / "config.yaml" if checkpoint else target.parent / "config.yaml"
     if not config_file.is_file():
@@ -44,8 +43,7 @@ def run_config(target, inputs):
     # final/ is a model of its own, unless it holds LoRA adapters for the run's base model.
     whole = not checkpoint and not (target / "adapter_config.json").is_file()
     weights = ["--model_name_or_path", str(target), "--config_name", "null"] if whole else []
-    options = ["--validation_file", str(inputs), "--max_eval_samples", "null"]
-    argv = ["--config", str(config_file), *weights, *options, "--resume_from_checkpoint", "null"]
+    argv = ["--config", str(config_file), *weights, "--resume_from_checkpoint", "null"]
     return cli.parse_args(argv, Config), checkpoint
 
 
@@ -60,11 +58,10 @@ def label_names_of(model_config):
 def load_model(cfg, target, checkpoint, accelerator, tokenizer, model_config):
     """The model of final/ or of a checkpoint, prepared, in eval mode. A whole model in final/
     carries its label names; for adapters and checkpoints they come from the run's training
-    data (its own validation split carved off: the input file may hold no labels)."""
+    data, read as the run read it (the custom task's feature statistics come from it too)."""
     adapter = (target / "adapter_config.json").is_file()
     if checkpoint or adapter:
-        training = dataclasses.replace(cfg, validation_file=None)
-        label_names = data.load_datasets(training, accelerator, tokenizer)[2]
+        label_names = data.load_datasets(cfg, accelerator, tokenizer)[2]
     else:
         label_names = label_names_of(model_config)
     model = task.build_model(cfg, model_config, label_names)
@@ -104,11 +101,14 @@ def scores(cfg, accelerator, model, tokenizer):
 
 
 def predict_all(args):
-    cfg, checkpoint = run_config(args.model, args.inputs)
+    cfg, checkpoint = run_config(args.model)
+    inputs = read_inputs(args.inputs)
     accelerator = start_processes(cfg)
     tokenizer, model_config = task.load_tokenizer_and_config(cfg)
     model = load_model(cfg, args.model, checkpoint, accelerator, tokenizer, model_config)
-    inputs = read_inputs(args.inputs)
+    # From here the input file stands where the run's validation file stood: relative paths in
+    # it count from its folder, and scoring evaluates all of it.
+    cfg.validation_file, cfg.max_eval_samples = str(args.inputs), None
     generation = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
     if args.temperature > 0:
         generation.update(do_sample=True, temperature=args.temperature)

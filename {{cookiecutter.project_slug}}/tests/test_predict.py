@@ -4,6 +4,7 @@ processes."""
 
 import json
 import subprocess
+import sys
 
 import pytest
 from conftest import (
@@ -79,3 +80,18 @@ def test_a_checkpoint_on_two_processes_predicts_what_final_does_on_one(trained, 
     checkpoint = checkpoint_dirs(trained)[-1]
     two = predict(checkpoint, inputs, tmp_path / "two.jsonl", 2, *options)
     assert two == one
+
+
+@pytest.mark.loop
+def test_bad_input_to_predict_is_one_sentence(trained, tmp_path):
+    missing = tmp_path / "missing.jsonl"
+    for model, inputs, sentence in (
+        (trained / "final", missing, f"Input file {missing} does not exist."),
+        (tmp_path, PROJECT / TINY["validation_file"], "is neither a run's final/ nor a checkpoint"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "predict.py", str(model), str(inputs)],
+            cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 2 and done.stderr.startswith("error: "), done.stderr
+        assert sentence in done.stderr
