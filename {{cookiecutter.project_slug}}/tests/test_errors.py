@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import PROJECT, arguments, environment, run_train, tree_digest
 from task_settings import TASK_ERROR_ROWS, task_material
 
@@ -47,6 +48,17 @@ ROWS = [
         "push_to_hub: the Hugging Face Hub cannot be reached as a logged-in user",
     ),
     ("4-bit weights without LoRA", {"load_in_4bit": "true"}, "load_in_4bit freezes the weights"),
+    *(
+        []
+        if torch.cuda.is_available()  # there the 4-bit weights load: the GPU check trains them
+        else [
+            (
+                "4-bit weights without a CUDA GPU",
+                {"use_peft": "true", "load_in_4bit": "true"},
+                "load_in_4bit needs a CUDA GPU (for bitsandbytes); none is here.",
+            )
+        ]
+    ),
     (
         "4-bit weights to merge into",
         {"load_in_4bit": "true", "use_peft": "true", "merge_adapter": "true"},

@@ -43,6 +43,8 @@ def test_chunked_nll_gives_the_losses_and_gradients_of_nll(monkeypatch, packing)
         torch.testing.assert_close(chunked_gradients[name], gradient, rtol=1e-5, atol=1e-5 * scale)
 
 
+# lm_loss.py is the same in causal-lm and sft: the DDP run is checked once.
+@pytest.mark.loop
 @pytest.mark.slow
 def test_chunked_nll_on_two_processes_trains_like_nll_on_one(tmp_path):
     """Through DDP: the output layer runs outside the model's forward, and its gradient is

@@ -56,16 +56,6 @@ def test_resume_after_sigkill_is_bit_identical_with_adapters(tmp_path, pretraine
     assert sum(t.numel() for t in saved.values()) < full / 2
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="QLoRA can run here: the GPU check trains it")
-def test_4bit_weights_without_a_gpu_are_refused_in_one_sentence(tmp_path, pretrained):
-    result = run_train(tmp_path / "run", check=False, **adapted(pretrained, load_in_4bit="true"))
-    assert result.returncode == 2
-    # bitsandbytes' 4-bit layers need CUDA; a model of your own (custom) is not a transformers one.
-    needs = ("load_in_4bit needs a CUDA GPU", "load_in_4bit loads transformers models in 4 bits")
-    assert result.stderr.startswith(tuple(f"error: {need}" for need in needs)), result.stderr
-    assert not (tmp_path / "run" / "final").exists()
-
-
 def test_frozen_weights_stay_and_the_merged_model_computes_what_the_adapters_do(
     tmp_path, pretrained, monkeypatch
 ):

@@ -182,6 +182,8 @@ def test_training_options_train(tmp_path, options):
     assert all(loss == loss and loss < 100 for loss in by_step.values())
 
 
+# torch.compile wraps whatever model the task builds: the loop's option, checked once.
+@pytest.mark.loop
 @pytest.mark.slow
 def test_torch_compile_trains(tmp_path):
     out = tmp_path / "run"
