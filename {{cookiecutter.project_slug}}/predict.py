@@ -78,8 +78,6 @@ def load_model(cfg, target, checkpoint, accelerator, tokenizer, model_config):
 
 def read_inputs(path):
     """The rows of a data file (dicts), or the lines of a .txt file (strings)."""
-    if not path.is_file():
-        raise UsageError(f"Input file {path} does not exist.")
     if path.suffix == ".txt":
         return [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
     # As a train split: data.py reads it the way it reads training data.
@@ -102,8 +100,12 @@ def scores(cfg, accelerator, model, tokenizer):
 
 def predict_all(args):
     cfg, checkpoint = run_config(args.model)
-    inputs = read_inputs(args.inputs)
+    if not args.inputs.is_file():
+        raise UsageError(f"Input file {args.inputs} does not exist.")
     accelerator = start_processes(cfg)
+    # The main process reads (and caches) the file first, the others then read its cache.
+    with accelerator.main_process_first():
+        inputs = read_inputs(args.inputs)
     tokenizer, model_config = task.load_tokenizer_and_config(cfg)
     model = load_model(cfg, args.model, checkpoint, accelerator, tokenizer, model_config)
     # From here the input file stands where the run's validation file stood: relative paths in
