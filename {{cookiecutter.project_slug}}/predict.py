@@ -133,6 +133,9 @@ def predict_all(args):
         if metrics is not None:
             Path(f"{output}.metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             print("scores: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in metrics.items()))
+    # Every process leaves the process group together (end_training tears it down): one that
+    # leaves while another still writes hung in the teardown, in the full suite, for minutes.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
 
 
