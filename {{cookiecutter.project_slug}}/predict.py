@@ -17,6 +17,7 @@ predicts every N-th input, and the main process writes them all back in input or
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -93,7 +94,7 @@ def scores(cfg, accelerator, model, tokenizer):
         if "is not in" in str(error):  # data.py's sentence for a missing column
             return None
         raise
-    collate = lambda rows: task.collate(cfg, rows, tokenizer, None)  # noqa: E731
+    collate = functools.partial(task.collate, cfg, tokenizer=tokenizer, epoch=None)  # as train.py
     loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
     return evaluate(accelerator, model, accelerator.prepare(loader), cfg, label_names, tokenizer)
 
