@@ -120,6 +120,22 @@ LOOP_MUTANTS += [
 ]
 # Loop mutants whose test a task's project does not have: model.py's MLP has no layers to decay.
 NOT_FOR = {"custom": {LOOP_MUTANTS[-3][0]}}
+LOOP_MUTANTS += [
+    (
+        "the launcher dies of SLURM's time-limit signal (slurm/node.sh)",
+        "slurm/node.sh",
+        "trap '' USR1",
+        ":",
+        "test_two_nodes_and_slurm_train_like_one_process_through_preemptions",
+    ),
+    (
+        "a job saved at its time limit is not requeued (slurm/train.sbatch)",
+        "slurm/train.sbatch",
+        'scontrol requeue "$SLURM_JOB_ID"',
+        "true",
+        "test_two_nodes_and_slurm_train_like_one_process_through_preemptions",
+    ),
+]
 UNPADDED = (
     "per-token predictions gathered without padding across processes",
     "train.py",

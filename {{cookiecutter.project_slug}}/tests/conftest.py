@@ -72,9 +72,14 @@ BUNDLED = {
 }
 
 
-def command(processes):
+def command(processes, node=None):
+    """train.py in one process, or under `accelerate launch` with `processes` in all. `node`:
+    (machine_rank, port, launch options) for one node of a two-node job; the nodes share the
+    port of the head node's rendezvous and split the processes between them."""
     if processes == 1:
         return [sys.executable, "train.py"]
+    rank, port, extra = node or (0, free_port(), [])
+    machines = 2 if node else 1
     return [
         sys.executable,
         "-m",
@@ -83,13 +88,18 @@ def command(processes):
         "--num_processes",
         str(processes),
         "--num_machines",
-        "1",
+        str(machines),
+        "--machine_rank",
+        str(rank),
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
         "--mixed_precision",
         "no",
         "--dynamo_backend",
         "no",
-        "--main_process_port",
-        str(free_port()),
+        *extra,
         "train.py",
     ]
 
@@ -134,10 +144,10 @@ def run_config(config, output_dir, **options):
     return finish([f"--config={config}"] + [f"--{name}={value}" for name, value in values.items()])
 
 
-def start_train(output_dir, processes=1, **options):
+def start_train(output_dir, processes=1, node=None, **options):
     """Start train.py in its own process group, so a test can signal or kill all its processes."""
     return subprocess.Popen(
-        command(processes) + arguments(output_dir, **options),
+        command(processes, node) + arguments(output_dir, **options),
         cwd=PROJECT,
         env=environment(),
         stdout=subprocess.DEVNULL,
@@ -210,6 +220,10 @@ def eval_records(output_dir):
 
 def losses(output_dir):
     return {r["step"]: r["loss"] for r in train_records(output_dir)}
+
+
+def learning_rates(output_dir):
+    return {r["step"]: r["learning_rate"] for r in train_records(output_dir)}
 
 
 def final_weights(output_dir):

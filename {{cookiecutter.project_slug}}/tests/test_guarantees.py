@@ -15,6 +15,7 @@ from conftest import (
     eval_records,
     final_weights,
     kill_and_resume,
+    learning_rates,
     losses,
     record_difference,
     run_train,
@@ -27,10 +28,6 @@ from checkpoints import checkpoint_dirs, step_of
 # 50 samples, batch 4 x k 3 = 12 per update: 13 micro-batches an epoch, so the last update of each
 # epoch holds one micro-batch (13 % 3 == 1), and with 2 samples it is also short in samples.
 ACCUMULATION = 3
-
-
-def learning_rates(output_dir):
-    return {r["step"]: r["learning_rate"] for r in train_records(output_dir)}
 
 
 @pytest.mark.loop

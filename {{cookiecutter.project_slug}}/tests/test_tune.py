@@ -21,7 +21,7 @@ optuna = pytest.importorskip("optuna", reason='tune.py needs optuna: pip install
 pytestmark = pytest.mark.loop
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 # Trials long enough to be stopped while they run: the driver looks once a second.
-LONG = {"max_steps": 150, "eval_steps": 50}
+LONG = {"max_steps": 150, "eval_steps": 25}
 
 
 def tune_command(study_dir, search, n_trials, *extra, **options):

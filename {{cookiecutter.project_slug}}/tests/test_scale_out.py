@@ -1,0 +1,130 @@
+"""One job over several machines: two `accelerate launch` launchers on this machine, each a
+"node" with one CPU process, joined over loopback by gloo as a cluster's nodes are over their
+network (README, "Scaling out")."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    PROJECT,
+    arguments,
+    assert_close_values,
+    assert_close_weights,
+    environment,
+    final_weights,
+    free_port,
+    kill_group,
+    learning_rates,
+    losses,
+    run_train,
+    start_train,
+    wait_for_step,
+)
+
+from checkpoints import checkpoint_dirs, step_of
+
+# The launch and the checkpoints are the loop's, the same for every task.
+pytestmark = pytest.mark.loop
+STAND_INS = PROJECT / "tests" / "slurm_stand_in"
+
+
+def start_sbatch(run, port, **options):
+    """slurm/train.sbatch as SLURM runs it on a two-node allocation, under stand-ins for srun and
+    scontrol (tests/slurm_stand_in/): one launcher per fake node, all on this machine."""
+    env = environment(
+        PATH=f"{STAND_INS}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        SLURM_JOB_ID="4242",
+        SLURM_JOB_NAME="train",
+        SLURM_NNODES="2",
+        SLURM_JOB_NODELIST="127.0.0.1,127.0.0.1",
+        OUTPUT_DIR=str(run),
+        ACCELERATE_CONFIG="configs/accelerate/cpu_2proc.yaml",
+        PROCESSES_PER_NODE="1",
+        PORT=str(port),
+        SCONTROL_REQUEUED=str(run.parent / "requeued"),
+    )
+    return subprocess.Popen(
+        ["bash", "slurm/train.sbatch", *arguments(run, **options)],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def children(process):
+    return Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+
+
+@pytest.mark.slow
+def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path):
+    """2 nodes x batch B == 1 process x batch 2B, through two stops. SIGTERM to one node's
+    launcher (that machine preempted): the processes of both nodes save one checkpoint and stop
+    cleanly. slurm/train.sbatch resumes it; USR1 to its shell (the time-limit signal) saves again
+    and requeues the job; the requeued job finishes. Losses, rates and weights as one process."""
+    one, run = tmp_path / "one", tmp_path / "run"
+    options = {"save_strategy": "steps", "save_steps": 1000}  # only the signals save mid-run
+    run_train(one, per_device_train_batch_size=4, **options)
+    options["per_device_train_batch_size"] = 2
+
+    port = free_port()
+    head, other = [start_train(run, 2, (rank, port, []), **options) for rank in (0, 1)]
+    assert wait_for_step(head, run, 4), head.stderr.read()
+    other.send_signal(signal.SIGTERM)  # the launcher, which passes it to its process
+    other.wait(timeout=120)
+    deadline = time.time() + 120
+    while children(head) and time.time() < deadline:
+        time.sleep(0.1)
+    # The head's process has ended; its launcher ends at once when a process fails, but after a
+    # success waits (up to 300 s, deaf to signals) for the other node's launcher, which the
+    # signal ended. On a cluster every node gets the signal, so no launcher waits.
+    assert not children(head) and head.poll() is None, head.stderr.read()
+    kill_group(head)
+    first_stop = assert_one_new_checkpoint(run, after=4)
+
+    job = start_sbatch(run, free_port(), **options)
+    assert wait_for_step(job, run, first_stop + 3), job.stdout.read()
+    job.send_signal(signal.SIGUSR1)  # --signal=B:USR1@300 signals the batch shell
+    assert job.wait(timeout=120) == 0, job.stdout.read()
+    assert "requeueing job 4242" in job.stdout.read()
+    assert (tmp_path / "requeued").read_text() == "4242\n"
+    assert_one_new_checkpoint(run, after=first_stop + 3)
+
+    job = start_sbatch(run, free_port(), **options)  # the requeued job
+    assert job.wait(timeout=300) == 0, job.stdout.read()
+    assert "Done" in job.stdout.read()
+    assert (tmp_path / "requeued").read_text() == "4242\n", "a finished job is not requeued"
+    assert len(losses(one)) >= 30
+    assert_close_values(losses(one), losses(run), 1e-5, "loss")
+    assert learning_rates(one) == learning_rates(run)
+    assert_close_weights(final_weights(one), final_weights(run), 1e-5)
+
+
+def assert_one_new_checkpoint(run, after):
+    """The newest checkpoint is past update `after`, holds both processes' RNG states and is the
+    only one since `after`; the run is not final. Returns its update."""
+    saved = [step_of(path) for path in checkpoint_dirs(run)]
+    assert saved[-1] >= after and all(step < after for step in saved[:-1]), saved
+    newest = checkpoint_dirs(run)[-1]
+    states = sorted(path.name for path in newest.glob("random_states_*"))
+    assert states == ["random_states_0.pkl", "random_states_1.pkl"], "one per process"
+    assert not (run / "final").exists(), "a stopped run is not final"
+    return saved[-1]
+
+
+def test_a_node_that_never_arrives_ends_the_launch_within_its_timeout(tmp_path):
+    """Only the head node starts: its launcher gives up after --rdzv_conf timeout seconds and
+    says how many nodes joined, instead of waiting forever; nothing is written."""
+    started = time.monotonic()
+    head = start_train(tmp_path / "run", 2, (0, free_port(), ["--rdzv_conf", "timeout=5"]))
+    assert head.wait(timeout=120) != 0
+    assert time.monotonic() - started < 60
+    assert "1/2 clients joined" in head.stderr.read()
+    assert not (tmp_path / "run").exists()
