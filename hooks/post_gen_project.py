@@ -107,12 +107,12 @@ def choose_column(question, columns, names, what):
 
 
 def remove_what_the_task_does_not_use():
-    """Shared modules stay only where task.py uses them: pretrained.py (transformers models),
-    lm_loss.py (language models' loss) and the metric modules under metrics/ that its options
-    name."""
-    with open("task.py", encoding="utf-8") as stream:
-        source = stream.read()
-    for module in ("pretrained", "lm_loss"):
+    """Shared modules stay only where task.py or train.py uses them: pretrained.py (transformers
+    models), lm_loss.py (language models' loss), streaming.py (causal-lm's streaming=true) and
+    the metric modules under metrics/ that its options name."""
+    with open("task.py", encoding="utf-8") as stream, open("train.py", encoding="utf-8") as loop:
+        source = stream.read() + loop.read()
+    for module in ("pretrained", "lm_loss", "streaming"):
         if f"import {module}\n" not in source:
             os.remove(f"{module}.py")
             if os.path.exists(f"tests/test_{module}.py"):

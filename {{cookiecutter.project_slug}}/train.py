@@ -35,6 +35,9 @@ import cli
 import hub
 import lora
 import plots
+{% if cookiecutter.task == "causal-lm" %}
+import streaming
+{% endif %}
 import task
 from config import LoopOptions, UsageError, check_metric_for_best_model
 from data import load_datasets
@@ -143,17 +146,18 @@ def start_processes(cfg):
     return accelerator
 
 
-def count_updates(cfg, num_samples, accelerator):
+def count_updates(cfg, train_set, accelerator):
     """Updates in the whole run, and how many of them warm up. An epoch's last update may hold
     fewer micro-batches, so the count comes from this process's shard of the data."""
     world = accelerator.num_processes
-    batches = epoch_micro_batches(num_samples, 0, cfg, world, accelerator.process_index)
-    dropped = num_samples % (cfg.per_device_train_batch_size * world)
-    if 0 < dropped < world:
-        accelerator.print(f"Note: each epoch skips its last {dropped} sample(s): one per process.")
-    updates_per_epoch = math.ceil(len(batches) / cfg.gradient_accumulation_steps)
     total = cfg.max_steps
     if total == -1:
+        num_samples = len(train_set)
+        batches = epoch_micro_batches(num_samples, 0, cfg, world, accelerator.process_index)
+        dropped = num_samples % (cfg.per_device_train_batch_size * world)
+        if 0 < dropped < world:
+            accelerator.print(f"Note: each epoch skips its last {dropped} sample(s): one each.")
+        updates_per_epoch = math.ceil(len(batches) / cfg.gradient_accumulation_steps)
         total = math.ceil(cfg.num_train_epochs * updates_per_epoch)
     plan = f"{world} process(es) x batch {cfg.per_device_train_batch_size}"
     accelerator.print(f"Training: {total} updates of {plan} x {cfg.gradient_accumulation_steps}.")
@@ -255,7 +259,13 @@ def train(cfg):
     tokenizer, model_config = task.load_tokenizer_and_config(cfg)
     if cfg.eval_strategy != "no":
         check_metric_for_best_model(cfg, task.eval_metric_names(cfg))
+{% if cookiecutter.task == "causal-lm" %}
+    # streaming=true: a stream of this process's share of the data, read as it trains.
+    load = streaming.load_datasets if cfg.streaming else load_datasets
+    train_set, eval_set, label_names = load(cfg, accelerator, tokenizer)
+{% else %}
     train_set, eval_set, label_names = load_datasets(cfg, accelerator, tokenizer)
+{% endif %}
     loader_options = {
         "collate_fn": partial(task.collate, cfg, tokenizer=tokenizer, epoch=None),
         "num_workers": cfg.dataloader_num_workers,
@@ -274,7 +284,7 @@ def train(cfg):
     # Listed once, so the update does not walk the modules to find them.
     clipped = list(model.parameters())
 
-    total_updates, warmup = count_updates(cfg, len(train_set), accelerator)
+    total_updates, warmup = count_updates(cfg, train_set, accelerator)
     state = checkpoints.TrainerState.start(cfg, task.NAME, world, total_updates)
     if checkpoint:
         state = checkpoints.load_checkpoint(accelerator, checkpoint, saved_state, total_updates)
@@ -310,7 +320,13 @@ def train(cfg):
     on_screen = accelerator.is_local_main_process
     progress = tqdm(total=total_updates, initial=state.global_step, disable=not on_screen)
     model.train()
+{% if cookiecutter.task == "causal-lm" %}
+    windows = (streaming.update_windows if cfg.streaming else update_windows)(
+        train_set, state, cfg, accelerator, loader_options
+    )
+{% else %}
     windows = update_windows(train_set, state, cfg, accelerator, loader_options)
+{% endif %}
     for window, epoch, epoch_end in windows:
         # Counted from the loader's CPU tensors: no device sync.
         totals.tokens += sum(task.count_tokens(batch) for batch in window)

@@ -67,6 +67,11 @@ class Options:
         "Concatenate texts and cut them into block_size blocks (pre-training). false: one text "
         "per sequence, truncated and padded, padding excluded from the loss (fine-tuning).",
     )
+    streaming: bool = option(
+        False,
+        "Read the training data as a stream, tokenized and packed as it is read: for corpora "
+        "larger than the disk or the memory; trains by max_steps (streaming.py).",
+    )
     loss_type: Literal["nll", "chunked_nll"] = option(
         "nll",
         "chunked_nll: the same loss without holding the logits of every position, a (tokens x "
@@ -94,6 +99,18 @@ def eval_metric_names(cfg):
 
 
 def prepare_datasets(cfg, raw, tokenizer):
+    tokenized = raw.map(
+        tokenize_function(cfg, tokenizer),
+        batched=True,
+        remove_columns=raw["train"].column_names,
+        num_proc=cfg.preprocessing_num_workers,
+    )
+    return tokenized["train"], tokenized["validation"], None
+
+
+def tokenize_function(cfg, tokenizer):
+    """Rows of text to training sequences, 1,000 rows at a time (datasets' batched map), for the
+    datasets on disk and for streaming=true (streaming.py) alike."""
     # datasets caches map() by hashing tokenize and what it reads. It reads plain values, not cfg,
     # so a change of learning_rate or output_dir reuses the cached tokens.
     text = cfg.text_column_name
@@ -111,13 +128,7 @@ def prepare_datasets(cfg, raw, tokenizer):
         usable = len(stream) // block * block
         return {"input_ids": [stream[i : i + block] for i in range(0, usable, block)]}
 
-    tokenized = raw.map(
-        tokenize,
-        batched=True,
-        remove_columns=raw["train"].column_names,
-        num_proc=cfg.preprocessing_num_workers,
-    )
-    return tokenized["train"], tokenized["validation"], None
+    return tokenize
 
 
 def collate(cfg, rows, tokenizer, epoch):

@@ -47,6 +47,32 @@ TASK_ERROR_ROWS = [
     ),
     ("a bad tokenizer path", {"tokenizer_name": "./no-such-tokenizer"}, "is not a local directory"),
     ("a block size beyond the model", {"block_size": 100_000}, "exceeds the model's 256 positions"),
+    ("streaming by epochs", {"streaming": "true"}, "streaming=true trains by max_steps"),
+    (
+        "streaming with an evaluation per epoch",
+        {"streaming": "true", "max_steps": 5, "eval_strategy": "epoch"},
+        "streaming=true has no epochs",
+    ),
+    (
+        "streaming through loader workers",
+        {"streaming": "true", "max_steps": 5, "dataloader_num_workers": 2},
+        "set dataloader_num_workers=0",
+    ),
+    (
+        "streaming without a validation file",
+        {"streaming": "true", "max_steps": 5, "validation_file": "null"},
+        "streaming=true needs a validation_file",
+    ),
+    (
+        "a stream without the text column",
+        {"streaming": "true", "max_steps": 5, "text_column_name": "body"},
+        "Column 'body' is not in train_file",
+    ),
+    (
+        "an unreadable stream",
+        {"streaming": "true", "max_steps": 5, "train_file": "{not_json}"},
+        "Could not load data from train_file",
+    ),
     (
         "an encoder-decoder model",
         {"config_name": "{encoder_decoder_model}"},
@@ -56,7 +82,8 @@ TASK_ERROR_ROWS = [
 
 
 def task_material(root):
-    """Files only this task's rows point at: an encoder-decoder model's config (and tokenizer)."""
+    """Files only this task's rows point at: an encoder-decoder model's config (and tokenizer),
+    and a jsonl file whose second line is not JSON."""
     from transformers import T5Config
 
     project = Path(__file__).resolve().parents[1]
@@ -64,4 +91,5 @@ def task_material(root):
     T5Config(d_model=32, num_layers=1, num_heads=2).save_pretrained(root / "t5")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (root / "t5" / name).write_bytes((tokenizer / name).read_bytes())
-    return {"encoder_decoder_model": root / "t5"}
+    (root / "not.jsonl").write_text('{"text": "fine"}\nnot json at all\n')
+    return {"encoder_decoder_model": root / "t5", "not_json": root / "not.jsonl"}
