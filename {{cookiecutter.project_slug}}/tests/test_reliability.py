@@ -2,7 +2,6 @@
 
 import json
 import random
-import signal
 import time
 
 import pytest
@@ -16,8 +15,6 @@ from conftest import (
     tree_digest,
     wait_for_step,
 )
-
-from checkpoints import checkpoint_dirs, step_of
 
 # Checkpoints, signals and rotation belong to the loop, the same for every task.
 pytestmark = pytest.mark.loop
@@ -58,23 +55,6 @@ def test_kill_anywhere_always_resumes_exactly(tmp_path, slow_to_save_model):
     assert (killed / "final" / "model.safetensors").read_bytes() == (
         reference / "final" / "model.safetensors"
     ).read_bytes()
-
-
-def test_preemption_signal_saves_and_resumes_exactly(tmp_path):
-    """SIGTERM (a scheduler's preemption) saves and stops; USR1, SLURM's time-limit signal in
-    slurm/train.sbatch, does the same (tests/test_scale_out.py, on two nodes)."""
-    reference, preempted = tmp_path / "reference", tmp_path / "preempted"
-    options = {**LONG, "save_steps": 1000, "num_train_epochs": 3}  # no periodic save would help
-    run_train(reference, **options)
-    process = start_train(preempted, **options)
-    assert wait_for_step(process, preempted, 5)
-    process.send_signal(signal.SIGTERM)  # to the training process, as a scheduler does
-    assert process.wait(timeout=120) == 0, process.stderr.read()
-    saved = [step_of(path) for path in checkpoint_dirs(preempted)]
-    assert len(saved) == 1 and saved[0] >= 5, "the progress since the start is kept"
-    assert not (preempted / "final").exists(), "a preempted run is not final"
-    run_train(preempted, **options, resume_from_checkpoint="latest")
-    assert losses(preempted) == losses(reference)
 
 
 def test_rotation_keeps_best_and_newest_and_nothing_outside(tmp_path):

@@ -28,7 +28,7 @@ from conftest import (
 from task_settings import OWN_DATA_FORMATS
 
 import task
-from checkpoints import checkpoint_dirs
+from checkpoints import checkpoint_dirs, step_of
 from train import Config
 
 # The tiny settings without the bundled data files: what a user with their own data types.
@@ -101,16 +101,21 @@ def test_a_validation_file_without_your_columns_is_named(tmp_path):
 {% endif %}
 @pytest.mark.loop
 def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
-    """A run copied elsewhere resumes with its own recorded options: nothing to retype, no
-    absolute path of the old place, and the losses of an uninterrupted run."""
+    """SIGTERM (a scheduler's preemption; USR1, SLURM's time-limit signal, in test_scale_out.py)
+    saves one checkpoint and exits 0. The run copied elsewhere resumes with its own recorded
+    options: nothing to retype, no absolute path of the old place, the losses of an
+    uninterrupted run."""
     reference, first, moved = tmp_path / "reference", tmp_path / "first", tmp_path / "moved"
     options = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "max_steps": 12}
     options.update(save_strategy="steps", save_steps=1000, eval_strategy="steps", eval_steps=3)
     run_train(reference, **options)
     process = start_train(first, **options)
     assert wait_for_step(process, first, 5)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 0
+    process.send_signal(signal.SIGTERM)  # to the training process, as a scheduler does
+    assert process.wait(timeout=120) == 0, process.stderr.read()
+    saved = [step_of(path) for path in checkpoint_dirs(first)]
+    assert len(saved) == 1 and saved[0] >= 5, "the progress since the start is kept"
+    assert not (first / "final").exists(), "a preempted run is not final"
     shutil.copytree(first, moved)
     shutil.rmtree(first)
     result = finish([f"--output_dir={moved}", "--resume_from_checkpoint=latest"])
