@@ -260,8 +260,7 @@ def train(cfg):
     if cfg.eval_strategy != "no":
         check_metric_for_best_model(cfg, task.eval_metric_names(cfg))
 {% if cookiecutter.task == "causal-lm" %}
-    # streaming=true: a stream of this process's share of the data, read as it trains.
-    load = streaming.load_datasets if cfg.streaming else load_datasets
+    load = streaming.load_datasets if cfg.streaming else load_datasets  # data as a stream
     train_set, eval_set, label_names = load(cfg, accelerator, tokenizer)
 {% else %}
     train_set, eval_set, label_names = load_datasets(cfg, accelerator, tokenizer)
@@ -321,9 +320,8 @@ def train(cfg):
     progress = tqdm(total=total_updates, initial=state.global_step, disable=not on_screen)
     model.train()
 {% if cookiecutter.task == "causal-lm" %}
-    windows = (streaming.update_windows if cfg.streaming else update_windows)(
-        train_set, state, cfg, accelerator, loader_options
-    )
+    make_windows = streaming.update_windows if cfg.streaming else update_windows
+    windows = make_windows(train_set, state, cfg, accelerator, loader_options)
 {% else %}
     windows = update_windows(train_set, state, cfg, accelerator, loader_options)
 {% endif %}
