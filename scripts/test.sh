@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p build/test-logs
+# A two-node SLURM on this machine for the SLURM test (scripts/slurm.sh: Debian's slurm-wlm, as
+# root); where it cannot start, that test runs slurm/train.sbatch under stand-ins instead.
+if slurm=$(scripts/slurm.sh start 2> build/slurm-start.log); then
+    eval "$slurm"
+else
+    echo "No SLURM here (build/slurm-start.log): the SLURM test uses stand-ins for srun and scontrol."
+fi
 rm -f build/test-logs/*.log
 # One progress log per job: the loop's tests, then each task (names from cookiecutter.json).
 logs="build/test-logs/loop.log $(.venv/bin/python -c "import json; print(*(f'build/test-logs/{t}.log' for t in json.load(open('cookiecutter.json'))['task']))")"

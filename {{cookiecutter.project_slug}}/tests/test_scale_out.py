@@ -3,6 +3,7 @@
 network (README, "Scaling out")."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,30 +34,87 @@ pytestmark = pytest.mark.loop
 STAND_INS = PROJECT / "tests" / "slurm_stand_in"
 
 
-def start_sbatch(run, port, **options):
-    """slurm/train.sbatch as SLURM runs it on a two-node allocation, under stand-ins for srun and
-    scontrol (tests/slurm_stand_in/): one launcher per fake node, all on this machine."""
-    env = environment(
-        PATH=f"{STAND_INS}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-        SLURM_JOB_ID="4242",
-        SLURM_JOB_NAME="train",
-        SLURM_NNODES="2",
-        SLURM_JOB_NODELIST="127.0.0.1,127.0.0.1",
-        OUTPUT_DIR=str(run),
-        ACCELERATE_CONFIG="configs/accelerate/cpu_2proc.yaml",
-        PROCESSES_PER_NODE="1",
-        PORT=str(port),
-        SCONTROL_REQUEUED=str(run.parent / "requeued"),
-    )
-    return subprocess.Popen(
-        ["bash", "slurm/train.sbatch", *arguments(run, **options)],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+def slurm_answers():
+    """Whether a SLURM with two idle nodes answers here (the template's scripts/slurm.sh starts
+    one on a single machine)."""
+    if not shutil.which("sinfo"):
+        return False
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True)
+    return nodes.returncode == 0 and nodes.stdout.split() == ["idle", "idle"]
+
+
+class Job:
+    """slurm/train.sbatch on two nodes, one process each: submitted to a real SLURM where one
+    answers; elsewhere run under stand-ins for srun and scontrol (tests/slurm_stand_in/) with
+    the variables SLURM sets, one real launcher per fake node. Its output goes to `log`."""
+
+    def __init__(self, run, **options):
+        self.log = run.parent / "slurm.out"
+        self.real = slurm_answers()
+        self.env = environment(
+            PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            OUTPUT_DIR=str(run),
+            ACCELERATE_CONFIG="configs/accelerate/cpu_2proc.yaml",
+            PROCESSES_PER_NODE="1",
+            PORT=str(free_port()),
+        )
+        self.script = ["slurm/train.sbatch", *arguments(run, **options)]
+        if self.real:  # no GPUs on this cluster; the output appended, as --open-mode=append does
+            sbatch = ["sbatch", "--parsable", "--gpus-per-node=0", f"--output={self.log}"]
+            submitted = subprocess.run(
+                sbatch + self.script, cwd=PROJECT, env=self.env, capture_output=True, text=True
+            )
+            assert submitted.returncode == 0, submitted.stderr
+            self.id = submitted.stdout.strip().split(";")[0]
+        else:
+            self.id = "4242"
+            self.env.update(
+                PATH=f"{STAND_INS}:{self.env['PATH']}",
+                SLURM_JOB_ID=self.id,
+                SLURM_JOB_NAME="train",
+                SLURM_NNODES="2",
+                SLURM_JOB_NODELIST="127.0.0.1,127.0.0.1",
+                SCONTROL_REQUEUED=str(run.parent / "requeued"),
+            )
+            self.start_stand_in()
+
+    def start_stand_in(self):
+        with self.log.open("a") as log:
+            self.shell = subprocess.Popen(
+                ["bash", *self.script], cwd=PROJECT, env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def running(self):
+        if self.real:
+            queue = subprocess.run(["squeue", "-h", "-j", self.id], capture_output=True, text=True)
+            return bool(queue.stdout.strip())
+        return self.shell.poll() is None
+
+    def wait(self, done, timeout=300):
+        """Wait until done() or the job has left the queue; whether done() came true."""
+        deadline = time.time() + timeout
+        while not done() and self.running() and time.time() < deadline:
+            time.sleep(0.2)
+        return done()
+
+    def logged(self, text):
+        return self.log.exists() and text in self.log.read_text()
+
+    def signal_time_limit(self):
+        """What --signal=B:USR1@300 does near the time limit: USR1 to the batch script."""
+        if self.real:
+            subprocess.run(["scancel", "--signal=USR1", "--batch", self.id], check=True)
+        else:
+            self.shell.send_signal(signal.SIGUSR1)
+
+    def come_back(self):
+        """The requeued job starts again: SLURM does that; without it, the test does."""
+        if not self.real:
+            assert self.shell.wait(timeout=120) == 0, self.log.read_text()
+            assert (self.log.parent / "requeued").read_text() == f"{self.id}\n"
+            self.env["SLURM_RESTART_COUNT"] = "1"
+            self.start_stand_in()
 
 
 def children(process):
@@ -67,8 +125,9 @@ def children(process):
 def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path):
     """2 nodes x batch B == 1 process x batch 2B, through two stops. SIGTERM to one node's
     launcher (that machine preempted): the processes of both nodes save one checkpoint and stop
-    cleanly. slurm/train.sbatch resumes it; USR1 to its shell (the time-limit signal) saves again
-    and requeues the job; the requeued job finishes. Losses, rates and weights as one process."""
+    cleanly. slurm/train.sbatch, on a real SLURM where one answers, resumes it; USR1 to its
+    shell (the time-limit signal) saves again and requeues the job; the requeued job finishes.
+    Losses, rates and weights as one process."""
     one, run = tmp_path / "one", tmp_path / "run"
     options = {"save_strategy": "steps", "save_steps": 1000}  # only the signals save mid-run
     run_train(one, per_device_train_batch_size=4, **options)
@@ -89,18 +148,16 @@ def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path
     kill_group(head)
     first_stop = assert_one_new_checkpoint(run, after=4)
 
-    job = start_sbatch(run, free_port(), **options)
-    assert wait_for_step(job, run, first_stop + 3), job.stdout.read()
-    job.send_signal(signal.SIGUSR1)  # --signal=B:USR1@300 signals the batch shell
-    assert job.wait(timeout=120) == 0, job.stdout.read()
-    assert "requeueing job 4242" in job.stdout.read()
-    assert (tmp_path / "requeued").read_text() == "4242\n"
+    job = Job(run, **options)
+    assert job.wait(lambda: max(losses(run), default=0) >= first_stop + 3), job.log.read_text()
+    job.signal_time_limit()
+    assert job.wait(lambda: job.logged(f"requeueing job {job.id}")), job.log.read_text()
     assert_one_new_checkpoint(run, after=first_stop + 3)
-
-    job = start_sbatch(run, free_port(), **options)  # the requeued job
-    assert job.wait(timeout=300) == 0, job.stdout.read()
-    assert "Done" in job.stdout.read()
-    assert (tmp_path / "requeued").read_text() == "4242\n", "a finished job is not requeued"
+    job.come_back()
+    assert job.wait(lambda: job.logged("Done:")), job.log.read_text()
+    assert job.logged(f"Restart 1 of job {job.id}: resuming")
+    assert job.wait(lambda: not job.running(), timeout=60), "the job ends"
+    assert job.log.read_text().count("requeueing") == 1, "a finished job is not requeued"
     assert len(losses(one)) >= 30
     assert_close_values(losses(one), losses(run), 1e-5, "loss")
     assert learning_rates(one) == learning_rates(run)
