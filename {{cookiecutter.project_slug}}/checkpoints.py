@@ -9,10 +9,13 @@ A save is written under .tmp-step-<N> and renamed when complete, so a kill at an
 either the previous checkpoints or the new one, never a half-written one that `latest` would pick.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,8 @@ import task
 from config import UsageError, to_yaml
 
 PREFIX = "step-"
+# One run per output_dir: the run that trains there holds this file (host, process, start).
+LOCK = "run.lock"
 
 
 @dataclass
@@ -64,6 +69,86 @@ class TrainerState:
             self.evals_without_improvement += 1
         patience = cfg.early_stopping_patience
         return patience is not None and self.evals_without_improvement >= patience
+
+
+@contextlib.contextmanager
+def output_dir_lock(output_dir):
+    """Hold output_dir/run.lock while the run lives, so that a second run launched into the same
+    output_dir (a job submitted twice, a second terminal) refuses at once, naming the first. A
+    lock whose process is gone (a killed run) is taken over. The main process holds it; a
+    directory made only for the lock goes with it."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    path, made = Path(output_dir, LOCK), not Path(output_dir).exists()
+    holder = lock_holder(path)
+    if holder:
+        raise UsageError(
+            f"{output_dir} is in use by another run: process {holder['pid']} on "
+            f"{holder['host']}, started {holder['started']}. Wait for it or stop it (a run "
+            f"that was killed leaves no live lock; if it ran on another machine and has ended, "
+            f"delete {path})."
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)  # a stale lock, taken over
+        with path.open("x") as stream:  # exclusive: of two runs starting at once, one wins
+            json.dump(this_process(), stream)
+    except FileExistsError:
+        raise UsageError(f"{output_dir} is in use by another run that has just started.") from None
+    except OSError:
+        path = None  # not writable: the run's own check says so in its words
+    try:
+        yield
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+            if made and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+
+
+def this_process():
+    """What names this process in a lock: host, pid and start time (its pid may be reused later),
+    and the SLURM job it belongs to, if any."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start": start_time(os.getpid()),
+        "job": os.environ.get("SLURM_JOB_ID"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def start_time(pid):
+    """When the process started (clock ticks since boot, from /proc: Linux); None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lock_holder(path):
+    """The lock's holder if it may still be running; None for no lock or a stale one: its process
+    is gone from this host (or its id now names another process), or it was an earlier attempt
+    of this SLURM job (a requeued job). A holder on another machine is taken as running."""
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    me = this_process()
+    if holder.get("job") and holder.get("job") == me["job"]:
+        return None
+    if holder.get("host") != me["host"]:
+        return holder
+    if holder.get("start") is None:  # no /proc: the process id alone tells
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # another user's process
+            pass
+        return holder
+    return holder if start_time(holder["pid"]) == holder["start"] else None
 
 
 def step_of(path):

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 import yaml
 
-from checkpoints import checkpoint_dirs
+from checkpoints import checkpoint_dirs, output_dir_lock
 from config import UsageError, check, fill_derived_defaults
 
 PROJECT = Path(__file__).resolve().parent
@@ -45,11 +45,13 @@ NOT_RECORDED = ("output_dir", "resume_from_checkpoint", "overwrite_output_dir", 
 
 
 def run(train, config_class, argv):
-    """Parse argv and train. A UsageError becomes one line on stderr and exit status 2."""
+    """Parse argv and train, holding output_dir's lock. A UsageError becomes one line on stderr
+    and exit status 2."""
     cfg = None
     try:
         cfg = parse_args(argv, config_class)
-        train(cfg)
+        with output_dir_lock(cfg.output_dir):
+            train(cfg)
     except UsageError as error:
         if cfg is not None and cfg.debug:
             raise

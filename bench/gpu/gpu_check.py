@@ -176,6 +176,8 @@ class Check:
             TORCHINDUCTOR_CACHE_DIR=str(self.work / "inductor"), TOKENIZERS_PARALLELISM="false",
             PYTHONUNBUFFERED="1", MPLBACKEND="Agg", WANDB_DISABLED="true",
         )  # fmt: skip
+        if self.cpu and "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = "1"  # steadier on a shared CPU (bench/README.md, "Limits")
         env.update({key: str(value) for key, value in extra.items()})
         return env
 
@@ -201,13 +203,11 @@ class Check:
                     pass
                 if run.killed is None and hold_file is not None and Path(hold_file).exists():
                     run.killed = "held"
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
+                    kill_held(process, hold_file)
                 if run.killed is None and time.monotonic() - started > timeout:
                     run.killed = "timeout"
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):  # what the run left behind in its group
+                    kill_tree(process)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # what the run left in its group
             os.killpg(process.pid, signal.SIGKILL)
         run.seconds = time.monotonic() - started
         self.say(f"{name}: rc={run.rc}{f' ({run.killed})' if run.killed else ''} in {run.seconds:.1f} s")
@@ -453,28 +453,26 @@ class Check:
             self.verdict("b", what, run.failure() or (found or {}).get("error") or "no result", "FAIL")
             return
         armed = f"{found['armed_updates']} updates armed (expected {found['expected_armed']})"
-        if self.cpu:
-            if emulate:
-                detail = f"harness self-test with an emulated detector: {found['outcome']} at {first_site(found)}"
-                listed = (figures.get("all") or {}).get("sites") or []
-                detail += f"; warn mode listed {len(listed)} site(s)" if listed else ""
-            else:
-                detail = f"harness ran with nothing armed: {armed}"
-            self.verdict("b", what, detail, "SKIPPED (no CUDA: set_sync_debug_mode watches CUDA calls only)")
-            return
+        lines = []  # (check, measured, verdict): the same reading in CPU mode, where only the verdicts differ
         if found["outcome"] == "completed":
-            exact = found["armed_updates"] == found["expected_armed"]
-            self.verdict("b", what, armed, "PASS" if exact and found["armed_updates"] > 0 else "FAIL")
-            return
-        self.verdict("b", what, f"raised at {first_site(found)}", "FAIL")
-        listed = (figures.get("all") or {}).get("sites")
-        if listed is not None:
-            loop = [s for s in listed if not s["in_model"]]
-            model = [s for s in listed if s["in_model"]]
-            text = "; ".join(f"{s['site']} ×{s['count']}" for s in loop) or "none"
-            text += f" (inside the model's forward: {len(model)} site(s), {sum(s['count'] for s in model)} calls)"
-            self.verdict("b", f"no sync in the loop itself (train.py, accelerate, torch.optim), {label}", text,
-                         "PASS" if not loop else "FAIL")  # fmt: skip
+            exact = found["armed_updates"] == found["expected_armed"] and found["armed_updates"] > 0
+            lines.append((what, armed, "PASS" if exact else "FAIL"))
+        else:
+            lines.append((what, f"raised at {first_site(found)}", "FAIL"))
+            listed = (figures.get("all") or {}).get("sites")
+            if listed is not None:
+                loop = [s for s in listed if not s["in_model"]]
+                model = [s for s in listed if s["in_model"]]
+                text = "; ".join(f"{s['site']} ×{s['count']}" for s in loop) or "none"
+                text += f" (inside the model's forward: {len(model)} site(s), {sum(s['count'] for s in model)} calls)"
+                check = f"no sync in the loop itself (train.py, accelerate, torch.optim), {label}"
+                lines.append((check, text, "PASS" if not loop else "FAIL"))
+        if self.cpu:
+            how = "emulated detector (flags CPU tensors too)" if emulate else "nothing armed"
+            reason = "SKIPPED (no CUDA: set_sync_debug_mode watches CUDA calls only)"
+            lines = [(check, f"harness self-test, {how}: {measured}", reason) for check, measured, _ in lines]
+        for line in lines:
+            self.verdict("b", *line)
 
     # --- (c) FSDP2, kill, resume -------------------------------------------------------------
     def part_c(self):
@@ -492,13 +490,28 @@ class Check:
         }  # fmt: skip
         script = self.project / "train.py"
         figures = self.figures["fsdp"]
-        steps = {}
-        for name, out_dir, hold in (("uninterrupted", whole, None), ("killed", broken, sizes.fsdp_hold)):
-            timeout = self.step_timeout("launch", "c", f"FSDP2 run {name}")
-            if timeout is None:
-                return
+        steps, threads = {}, []
+        timeout = self.step_timeout("launch", "c", "FSDP2 runs, uninterrupted and killed")
+        if timeout is None:
+            return
+        # The uninterrupted and the killed run side by side (their own rendezvous ports): only
+        # their losses and weights are compared.
+        for port, (name, out_dir, hold) in enumerate(
+            (("uninterrupted", whole, None), ("killed", broken, sizes.fsdp_hold))
+        ):
             run_options = self.train_options(out_dir, sizes.fsdp_updates, 1, **options)
-            steps[name] = self.probed(f"fsdp {name}", script, run_options, timeout, launcher=launcher, hold=hold)
+            ported = [*launcher, "--main_process_port", 29611 + port]
+
+            def launch(name=name, run_options=run_options, ported=ported, hold=hold):
+                steps[name] = self.probed(f"fsdp {name}", script, run_options, timeout, launcher=ported, hold=hold)
+
+            threads.append(threading.Thread(target=launch))
+            threads[-1].start()
+        for thread in threads:
+            thread.join()
+        if len(steps) < 2:
+            self.verdict("c", "FSDP2 runs, uninterrupted and killed", "a launch raised (see the log)", "FAIL")
+            return
         if steps["uninterrupted"].failure():
             self.verdict(
                 "c", "FSDP2 (1 process) trains, saves and writes final/", steps["uninterrupted"].failure(), "FAIL"
@@ -514,7 +527,9 @@ class Check:
         if timeout is None:
             return
         resume = {"output_dir": broken, "resume_from_checkpoint": "latest"}
-        resumed = self.probed("fsdp resumed", script, resume, timeout, launcher=launcher)
+        resumed = self.probed(
+            "fsdp resumed", script, resume, timeout, launcher=[*launcher, "--main_process_port", 29613]
+        )
         if resumed.failure():
             self.verdict("c", "resume with --resume_from_checkpoint latest", resumed.failure(), "FAIL")
             return
@@ -527,7 +542,7 @@ class Check:
             self.verdict("c", "FSDP2 (1 process): DTensor parameters, sharded checkpoints", fsdp_text,
                          "SKIPPED (no GPU: accelerate runs the fsdp.yaml launch without FSDP on a CPU)")  # fmt: skip
         else:
-            ok = probe.get("param_type") == "DTensor" and sharded
+            ok = (probe.get("param_dtensor") or probe.get("param_type") == "DTensor") and sharded
             self.verdict("c", "FSDP2 (1 process): DTensor parameters, sharded checkpoints", fsdp_text,
                          "PASS" if ok else "FAIL")  # fmt: skip
         self.compare_resume(whole, broken, killed_records)
@@ -630,9 +645,8 @@ class Check:
 
             traceback.print_exc()
         with self.lock:
-            entry = self.parts.setdefault(key, {"title": title, "seconds": 0.0, "status": []})
-            entry["seconds"] += self.budget.elapsed() - started
-            entry["status"].append(status)
+            self.parts[title] = {"part": key, "from_s": round(started), "seconds": self.budget.elapsed() - started,
+                                 "status": status}  # fmt: skip
 
     def write(self):
         with self.lock:
@@ -654,6 +668,34 @@ class Check:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def kill_tree(process):
+    """SIGKILL a run and everything it started: torchrun starts each worker in a session of its
+    own, so the launcher's process group alone would leave the worker running."""
+    groups = []
+    try:
+        import psutil
+
+        for child in psutil.Process(process.pid).children(recursive=True):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                groups.append(os.getpgid(child.pid))
+    except Exception:  # psutil missing, or the tree changed meanwhile: the groups known so far
+        pass
+    for group in [*dict.fromkeys(groups), process.pid]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def kill_held(process, hold_file):
+    """SIGKILL the training process that wrote `hold_file` (its pid and process group), as a
+    crash or the OOM killer would, and let its launcher notice, reap it and exit (a worker left
+    unreaped would still hold the run's lock); whatever is left after 30 s is killed too."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.killpg(int(Path(hold_file).read_text().split()[1]), signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    kill_tree(process)
+
+
 def read_jsonl(path):
     try:
         return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
@@ -682,8 +724,14 @@ def compare_weights(a, b):
     """Largest absolute difference between two final/ directories' weights."""
     from safetensors.torch import load_file
 
+    def weights(directory):  # model.safetensors, or its shards
+        files = sorted(Path(directory).glob("model*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no model*.safetensors in {directory}")
+        return {name: tensor for file in files for name, tensor in load_file(file).items()}
+
     try:
-        left, right = load_file(Path(a) / "model.safetensors"), load_file(Path(b) / "model.safetensors")
+        left, right = weights(a), weights(b)
     except Exception as error:
         return {"max_abs": None, "text": f"unreadable: {type(error).__name__}: {error}"}
     if left.keys() != right.keys():
@@ -798,8 +846,9 @@ def markdown(check):
     elif machine.get("gpu_error"):
         lines += [f"- GPU: could not be read: {machine['gpu_error']}"]
     versions = ", ".join(f"{name} {machine.get(name) or 'absent'}" for name in PACKAGES)
+    command = os.environ.get("GPU_CHECK_COMMAND") or " ".join(sys.argv)
     lines += [f"- Software: Python {machine.get('python')}, CUDA {machine.get('cuda', '-')}; {versions}",
-              f"- Command: `{' '.join(sys.argv)}`"]  # fmt: skip
+              f"- Command: `{command}`; wheels installed first: {os.environ.get('GPU_CHECK_WHEELS') or 'none'}"]  # fmt: skip
     if settings:
         lines += [
             f"- Model: {settings['model']}: {settings['parameters'] / 1e6:.1f}M parameters, {settings['layers']} "
@@ -824,9 +873,9 @@ def markdown(check):
         lines.append(f"| {v['part']} | {v['check']} | {v['measured']} | {shown} |")
     counts = {key: sum(v["verdict"].startswith(key) for v in check.verdicts) for key in ("PASS", "FAIL", "SKIPPED")}
     lines += ["", f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIPPED']} skipped.", ""]
-    lines += ["## Parts and time", "", "| part | took s | status |", "|---|---|---|"]
-    for key, part in check.parts.items():
-        lines.append(f"| ({key}) {part['title']} | {part['seconds']:.0f} | {'; '.join(part['status'])} |")
+    lines += ["## Parts and time", "", "| part | from s | took s | status |", "|---|---|---|---|"]
+    for title, part in check.parts.items():
+        lines.append(f"| ({part['part']}) {title} | {part['from_s']} | {part['seconds']:.0f} | {part['status']} |")
     caps = ", ".join(f"{kind} {cap} s" for kind, (cap, _) in sizes.caps.items())
     lines += ["", f"Caps per process: {caps}; a step starts only while enough of the budget is left.", ""]
     rows = check.figures["rows"]
@@ -873,7 +922,8 @@ def markdown(check):
                   f"Launch: `accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 1 train.py` "
                   f"(through gpu_probe.py), batch {sizes.fsdp_batch} × {sizes.fsdp_block} tokens, {sizes.fsdp_updates} "
                   f"updates, a checkpoint every {sizes.fsdp_save}, a loss logged every update; the second run is "
-                  f"SIGKILLed (its process group, from outside) while it waits after update {sizes.fsdp_hold}, then "
+                  f"SIGKILLed from outside (the training process, as a crash would; its launcher then exits) while it "
+                  f"waits after update {sizes.fsdp_hold}, then "
                   "resumed with `--output_dir ... --resume_from_checkpoint latest` alone. Parameters: "
                   f"{fsdp.get('param_type')}; checkpoint: {', '.join(fsdp.get('checkpoint_files') or [])}.", "",
                   "| update | uninterrupted | killed run (before the kill) | resumed |", "|---|---|---|---|"]  # fmt: skip
@@ -933,24 +983,28 @@ def main():
         return 1
     if "a" in args.parts:
         order = [("train.py", False), ("floor", False), ("Trainer", False), ("train.py", True), ("floor", True)]
-        check.part("a", "throughput: train.py, floor, Trainer", check.part_a, order)
+        check.part("a", "throughput: train.py, floor, Trainer, eager and compiled", check.part_a, order)
         check.write()
-    if "b" in args.parts or "c" in args.parts:
-        # Neither measures speed, so they share the GPU: (b) in this thread, (c) beside it.
-        side = None
-        if "c" in args.parts:
-            side = threading.Thread(target=check.part, args=("c", "FSDP2: save, SIGKILL, resume", check.part_c))
-            side.start()
-        if "b" in args.parts:
-            check.part("b", "syncs between logging points", lambda: (check.part_b(False), check.part_b(True)))
-        if side:
-            side.join()
-        check.write()
+    # (b) and (c) measure no speed, so they share the GPU: three threads, one process each at a time.
+    side = []
+    if "b" in args.parts:
+        side.append(("b", "syncs between logging points, eager", check.part_b, False))
+        if not args.no_compile:
+            side.append(("b", "syncs between logging points, compiled", check.part_b, True))
+    if "c" in args.parts:
+        side.append(("c", "FSDP2: save, SIGKILL, resume", check.part_c))
+    threads = [threading.Thread(target=check.part, args=job) for job in side]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    check.write()
     if "d" in args.parts:
         check.part("d", "LoRA and QLoRA", check.part_d)
         check.write()
-    if "a" in args.parts and not args.no_trainer_compile:
-        check.part("a", "throughput: train.py, floor, Trainer", check.part_a, [("Trainer", True)])
+    if "a" in args.parts and not (args.no_trainer_compile or args.no_compile):
+        check.part("a", "throughput: the Trainer compiled (last: the first to go when time is short)", check.part_a,
+                   [("Trainer", True)])  # fmt: skip
     if "a" in args.parts:
         check.goals_a()
     check.write()

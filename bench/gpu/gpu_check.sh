@@ -18,6 +18,7 @@
 #   --cpu          CPU mode
 set -euo pipefail
 
+export GPU_CHECK_COMMAND="bash bench/gpu/gpu_check.sh $*"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 python="${PYTHON:-python3}"
@@ -62,6 +63,8 @@ if [ -n "$wheels" ]; then
         "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
             --disable-pip-version-check --target "$work/site" "${files[@]}"
         export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
+        GPU_CHECK_WHEELS="$(cd "$wheels" && ls -- *.whl | tr '\n' ' ')"
+        export GPU_CHECK_WHEELS
     fi
 fi
 

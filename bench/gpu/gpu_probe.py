@@ -12,8 +12,9 @@ floor and the Trainer alike, and:
   the updates between them (the steady window: N - W updates, GPU work included); reads the
   peak memory at update N (torch.cuda.max_memory_allocated; on CPU the process's peak RSS);
 * synchronizes after update 1 too: `first_update_s` (imports, data, model, compile, one update);
-* GPU_CHECK_HOLD_AT=K with GPU_CHECK_HOLD_FILE=PATH: after update K writes PATH and waits, so the
-  parent can SIGKILL the run at a known point (the FSDP resume check);
+* GPU_CHECK_HOLD_AT=K with GPU_CHECK_HOLD_FILE=PATH: after update K writes its pid and process
+  group to PATH and waits, so the parent can SIGKILL the run at a known point (the FSDP resume
+  check; under torchrun the worker has a session of its own);
 * records the class of the first trained parameter (DTensor under FSDP2).
 
 RESULT.json is written at exit (not after a SIGKILL: the parent reads the run's files then).
@@ -76,6 +77,12 @@ def on_update(optimizer, args, kwargs):
         result["first_update_s"] = now_synchronized() - T_START
         first = optimizer.param_groups[0]["params"][0]
         result["param_type"] = type(first).__name__
+        try:
+            from torch.distributed.tensor import DTensor
+
+            result["param_dtensor"] = isinstance(first, DTensor)
+        except ImportError:
+            result["param_dtensor"] = None
     if done == window_start:
         window_started[0] = now_synchronized()
     if done == window_end and window_started[0] is not None:
@@ -84,8 +91,9 @@ def on_update(optimizer, args, kwargs):
         result["peak_memory_bytes"], result["peak_reserved_bytes"] = peak_memory()
     if done == hold_at and hold_file:
         now_synchronized()
-        with open(hold_file, "w") as stream:
-            stream.write(f"held after update {done}\n")
+        with open(hold_file + ".tmp", "w") as stream:  # pid and process group, for the parent's SIGKILL
+            stream.write(f"{os.getpid()} {os.getpgid(0)} held after update {done}\n")
+        os.replace(hold_file + ".tmp", hold_file)
         time.sleep(3600)  # the parent SIGKILLs the process group now
 
 

@@ -79,7 +79,7 @@ def short(frame):
 
 
 def record_site(frames, message):
-    frames = [f for f in frames if not f.filename.startswith(str(HERE))]
+    frames = [f for f in frames if not f.filename.startswith(str(HERE)) and f.filename != warnings.__file__]
     inner = [f for f in frames if not f.filename.replace("\\", "/").endswith(WRAPPERS)]
     site = (inner or frames or [None])[-1]
     in_project = [f for f in frames if f.filename.startswith(str(PROJECT) + os.sep)]

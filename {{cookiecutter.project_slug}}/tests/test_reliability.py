@@ -2,11 +2,14 @@
 
 import json
 import random
+import socket
 import time
 
 import pytest
 from conftest import (
     FLAT_EVALS_EVERY_2,
+    PROJECT,
+    arguments,
     kill_group,
     losses,
     run_train,
@@ -98,3 +101,28 @@ def test_metrics_records_are_one_json_object_per_line(tmp_path):
     }
     assert expected <= record.keys()
     assert 0 < record["mfu"] < 1000, "model FLOPs utilisation is logged when peak_tflops is set"
+
+
+def test_a_second_run_into_a_busy_output_dir_refuses_and_a_killed_runs_lock_is_taken_over(
+    tmp_path, monkeypatch, capsys
+):
+    """Two runs launched into one output_dir (a job submitted twice): the second refuses at once,
+    naming the first's host and process. A SIGKILLed run leaves its lock behind; the next run
+    takes it over, and a finished run leaves none."""
+    import train
+
+    out = tmp_path / "run"
+    first = start_train(out, max_steps=1000, save_strategy="steps", save_steps=4)
+    assert wait_for_step(first, out, 1)
+    monkeypatch.chdir(PROJECT)
+    with pytest.raises(SystemExit) as second:
+        train.main(arguments(out, resume_from_checkpoint="latest", max_steps=1000))
+    error = capsys.readouterr().err
+    assert first.poll() is None, "the first run was still running"
+    assert second.value.code == 2
+    assert f"in use by another run: process {first.pid} on {socket.gethostname()}" in error
+    kill_group(first)
+    assert (out / "run.lock").exists(), "a killed run cannot remove its lock"
+    run_train(out, max_steps=4, overwrite_output_dir="true")
+    assert max(losses(out)) == 4
+    assert not (out / "run.lock").exists()
