@@ -228,10 +228,16 @@ def check_same_run(checkpoint, saved, cfg, task_name, world):
     saved_batching = (saved.get("global_batch"), saved.get("accumulation"))
     batching = (cfg.per_device_train_batch_size * world, cfg.gradient_accumulation_steps)
     if saved_batching != batching:
+        # Any process count resumes exactly with the same global batch (README, "Reliability").
+        batch, accumulation = saved_batching
+        if batch % world == 0:
+            how = f"on {world} process(es) with per_device_train_batch_size {batch // world}"
+        else:
+            how = f"on a process count that divides {batch} (the batch per process times it)"
         raise UsageError(
-            f"Checkpoint {checkpoint} was trained with {saved_batching[0]} samples per micro-batch "
-            f"over all processes and accumulation {saved_batching[1]}; resume with the same, or "
-            "its position in the data is lost."
+            f"Checkpoint {checkpoint} was trained with {batch} samples per micro-batch over all "
+            f"processes and accumulation {accumulation}; to keep its place in the data, resume "
+            f"{how} and gradient_accumulation_steps {accumulation}."
         )
 
 

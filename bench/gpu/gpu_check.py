@@ -291,7 +291,7 @@ class Check:
         # be another shape (a recompile under torch.compile).
         tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_dir)
         documents = [json.loads(line)["text"] for line in small_train.read_text().splitlines()]
-        tokens = sum(len(ids) + 1 for ids in tokenizer(documents)["input_ids"])
+        tokens = sum(len(ids) + 1 for ids in tokenizer(documents, verbose=False)["input_ids"])
         most_updates = max(sizes.updates, sizes.lora_updates, sizes.sync_updates)
         needed = most_updates * sizes.batch * sizes.block * 1.15 + sizes.block * (len(documents) // 1000 + 2)
         copies = max(1, math.ceil(needed / tokens))
@@ -397,6 +397,9 @@ class Check:
     def goals_a(self):
         goal = "SKIPPED (CPU mode: the goals are for the H200)" if self.cpu else None
         compiled = self.row("train.py", True)
+        attempted = any(r["contender"] == "train.py" and r["compiled"] for r in self.figures["rows"])
+        if attempted and not compiled:
+            self.verdict("a", "train.py compiled: MFU >= 45%", "no measurement: its run failed (above)", "FAIL")
         if compiled:
             value = f"{compiled['mfu']:.1%} (with attention FLOPs {compiled['mfu_attention']:.1%})"
             self.verdict("a", f"train.py compiled: MFU >= 45% (6N per token, peak {self.peak:g} TFLOP/s)", value,
@@ -523,6 +526,7 @@ class Check:
             self.verdict("c", f"SIGKILL after update {sizes.fsdp_hold}", reason, "FAIL")
             return
         killed_records = read_jsonl(broken / "metrics.jsonl")  # before the resume trims them
+        figures["left_by_the_kill"] = checkpoint_layout(broken / "checkpoints")
         timeout = self.step_timeout("launch", "c", "FSDP2 resume")
         if timeout is None:
             return
@@ -568,9 +572,10 @@ class Check:
         # must equal the killed run's own update save+1 bit for bit, whatever the kernels do.
         first = save + 1
         same_first = first in before and after[first] == before[first]
+        left = ", ".join(figures.get("left_by_the_kill") or []) or "none"
         self.verdict("c", f"SIGKILL after update {hold}; resumed from step-{save}: update {first}'s loss equals "
-                     "the killed run's (bit for bit)", f"{after[first]!r} vs {before.get(first)!r}",
-                     "PASS" if same_first else "FAIL")  # fmt: skip
+                     "the killed run's (bit for bit)", f"{after[first]!r} vs {before.get(first)!r} (checkpoints "
+                     f"left by the kill: {left})", "PASS" if same_first else "FAIL")  # fmt: skip
         relative = [abs(after[s] - losses[s]) / abs(losses[s]) for s in redone]
         weights = compare_weights(whole / "final", broken / "final")
         figures.update(resumed_max_relative=max(relative), final_weights=weights)
@@ -926,7 +931,7 @@ def markdown(check):
                   f"waits after update {sizes.fsdp_hold}, then "
                   "resumed with `--output_dir ... --resume_from_checkpoint latest` alone. Parameters: "
                   f"{fsdp.get('param_type')}; checkpoint: {', '.join(fsdp.get('checkpoint_files') or [])}.", "",
-                  "| update | uninterrupted | killed run (before the kill) | resumed |", "|---|---|---|---|"]  # fmt: skip
+                  "| update | uninterrupted | killed run (before the kill) | resumed (its metrics.jsonl: updates up to the checkpoint kept) |", "|---|---|---|---|"]  # fmt: skip
         for step in sorted(fsdp["uninterrupted"], key=int):
             lines.append(f"| {step} | {fsdp['uninterrupted'][step]!r} | {fsdp['killed_before_kill'].get(step, '')!r} "
                          f"| {fsdp['resumed'].get(step, '')!r} |")  # fmt: skip

@@ -157,7 +157,8 @@ ROWS = [
     (
         "resume with another batch size",
         {"resume_from_checkpoint": "{good_checkpoint}", "per_device_train_batch_size": 8},
-        "was trained with 4 samples per micro-batch",
+        "accumulation 1; to keep its place in the data, resume on 1 process(es) with "
+        "per_device_train_batch_size 4 and gradient_accumulation_steps 1.",
     ),
     (
         "an unwritable output directory",

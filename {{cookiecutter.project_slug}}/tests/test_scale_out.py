@@ -123,11 +123,13 @@ def children(process):
 
 @pytest.mark.slow
 def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path):
-    """2 nodes x batch B == 1 process x batch 2B, through two stops. SIGTERM to one node's
+    """2 nodes x batch B == 1 process x batch 2B, through three stops. SIGTERM to one node's
     launcher (that machine preempted): the processes of both nodes save one checkpoint and stop
-    cleanly. slurm/train.sbatch, on a real SLURM where one answers, resumes it; USR1 to its
-    shell (the time-limit signal) saves again and requeues the job; the requeued job finishes.
-    Losses, rates and weights as one process."""
+    cleanly. The run moves to 1 process x 2B (a changed cluster, the same global batch), is
+    preempted again, and slurm/train.sbatch (on a real SLURM where one answers) resumes it on
+    2 nodes; USR1 to its shell (the time-limit signal) saves and requeues the job; the requeued
+    job finishes. Every resume continues at the same place in the data and the same learning
+    rate: losses, rates and weights as the uninterrupted run on one process, within 1e-5."""
     one, run = tmp_path / "one", tmp_path / "run"
     options = {"save_strategy": "steps", "save_steps": 1000}  # only the signals save mid-run
     run_train(one, per_device_train_batch_size=4, **options)
@@ -146,13 +148,21 @@ def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path
     # signal ended. On a cluster every node gets the signal, so no launcher waits.
     assert not children(head) and head.poll() is None, head.stderr.read()
     kill_group(head)
-    first_stop = assert_one_new_checkpoint(run, after=4)
+    stop = assert_one_new_checkpoint(run, after=4)
+
+    alone = start_train(
+        run, **{**options, "per_device_train_batch_size": 4}, resume_from_checkpoint="latest"
+    )
+    assert wait_for_step(alone, run, stop + 3), alone.stderr.read()
+    alone.send_signal(signal.SIGTERM)
+    assert alone.wait(timeout=120) == 0, alone.stderr.read()
+    stop = assert_one_new_checkpoint(run, after=stop + 3, processes=1)
 
     job = Job(run, **options)
-    assert job.wait(lambda: max(losses(run), default=0) >= first_stop + 3), job.log.read_text()
+    assert job.wait(lambda: max(losses(run), default=0) >= stop + 3), job.log.read_text()
     job.signal_time_limit()
     assert job.wait(lambda: job.logged(f"requeueing job {job.id}")), job.log.read_text()
-    assert_one_new_checkpoint(run, after=first_stop + 3)
+    assert_one_new_checkpoint(run, after=stop + 3)
     job.come_back()
     assert job.wait(lambda: job.logged("Done:")), job.log.read_text()
     assert job.logged(f"Restart 1 of job {job.id}: resuming")
@@ -164,14 +174,14 @@ def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path
     assert_close_weights(final_weights(one), final_weights(run), 1e-5)
 
 
-def assert_one_new_checkpoint(run, after):
-    """The newest checkpoint is past update `after`, holds both processes' RNG states and is the
+def assert_one_new_checkpoint(run, after, processes=2):
+    """The newest checkpoint is past update `after`, holds each process's RNG state and is the
     only one since `after`; the run is not final. Returns its update."""
     saved = [step_of(path) for path in checkpoint_dirs(run)]
     assert saved[-1] >= after and all(step < after for step in saved[:-1]), saved
     newest = checkpoint_dirs(run)[-1]
     states = sorted(path.name for path in newest.glob("random_states_*"))
-    assert states == ["random_states_0.pkl", "random_states_1.pkl"], "one per process"
+    assert states == [f"random_states_{rank}.pkl" for rank in range(processes)], "one each"
     assert not (run / "final").exists(), "a stopped run is not final"
     return saved[-1]
 
