@@ -3,8 +3,8 @@ or absent; checkpoints found by step for resume and rotated without losing the b
 
 Layout: output_dir/checkpoints/step-<N>/ holds model.safetensors, optimizer.bin, scaler.pt (fp16),
 random_states_<process>.pkl (one per process), config.yaml, record.json (what reproduces the run,
-record.py) and trainer_state.json (readable JSON: step, epoch, position in the epoch, best metric
-and its step, early-stopping count).
+record.py), manifest.json (every file's size, checked on resume) and trainer_state.json
+(readable JSON: step, epoch, position in the epoch, best metric and its step, early stopping).
 A save is written under .tmp-step-<N> and renamed when complete, so a kill at any moment leaves
 either the previous checkpoints or the new one, never a half-written one that `latest` would pick.
 """
@@ -13,11 +13,14 @@ import contextlib
 import dataclasses
 import json
 import os
+import pickle
 import shutil
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from accelerate.utils import load
 
 import hub
 import lora
@@ -185,6 +188,7 @@ def find_resume_checkpoint(cfg, task_name, world):
             raise UsageError(f"resume_from_checkpoint {checkpoint} is not a complete checkpoint.")
     saved = read_state(checkpoint)
     check_same_run(checkpoint, saved, cfg, task_name, world)
+    check_intact(checkpoint)
     return checkpoint, saved
 
 
@@ -218,6 +222,22 @@ def read_state(checkpoint):
         raise UsageError(f"Checkpoint {checkpoint} has an unreadable trainer_state.json.") from None
 
 
+def check_intact(checkpoint):
+    """Every file the save wrote, at the size it was written (manifest.json): a copy cut short
+    or a file lost is named before anything loads."""
+    manifest = checkpoint / "manifest.json"
+    sizes = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    for name, size in sizes.items():
+        path = checkpoint / name
+        found = path.stat().st_size if path.is_file() else None
+        if found != size:
+            what = "is missing" if found is None else f"has {found:,} bytes, not {size:,}"
+            raise UsageError(
+                f"Checkpoint {checkpoint} is damaged: {name} {what} (a copy cut short?); resume "
+                "from an earlier checkpoint with --resume_from_checkpoint <its directory>."
+            )
+
+
 def check_same_run(checkpoint, saved, cfg, task_name, world):
     """The same task and model, batched the same way: otherwise the position in the data and the
     optimizer state would not mean what they meant."""
@@ -249,8 +269,18 @@ def load_checkpoint(accelerator, checkpoint, saved, total_updates):
             f"Checkpoint {checkpoint} is at update {saved['global_step']}, past the "
             f"{total_updates} updates of this run; raise max_steps or num_train_epochs."
         )
+    # Accelerate reads every state with torch.load(weights_only=True), which runs no code, but
+    # passes over a random state it cannot read in silence: the resume would not be exact.
+    rng = checkpoint / f"random_states_{accelerator.process_index}.pkl"
     try:
+        if rng.is_file():
+            load(rng)
         accelerator.load_state(checkpoint)
+    except pickle.UnpicklingError as error:
+        raise UsageError(
+            f"Checkpoint {checkpoint} cannot be loaded: a file in it holds code to run, not only "
+            "data; nothing of it ran. Resume from a checkpoint you trust."
+        ) from error
     except Exception as error:
         # A missing file or wrong shapes: the checkpoint is unusable.
         reason = str(error).splitlines()[0]
@@ -311,6 +341,10 @@ def save_checkpoint(accelerator, cfg, state):
         for name in ("record.json", "record.diff"):
             if Path(cfg.output_dir, name).exists():
                 shutil.copy(Path(cfg.output_dir, name), partial / name)
+        # Every file's size, checked on resume (check_intact): a copy cut short is named.
+        files = sorted(path for path in partial.rglob("*") if path.is_file())
+        sizes = {str(path.relative_to(partial)): path.stat().st_size for path in files}
+        (partial / "manifest.json").write_text(json.dumps(sizes, indent=1))
         # Written last: its presence marks the checkpoint complete.
         (partial / "trainer_state.json").write_text(json.dumps(dataclasses.asdict(state), indent=2))
         # The same step saved by an earlier attempt.

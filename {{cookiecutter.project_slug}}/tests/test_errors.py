@@ -147,7 +147,7 @@ ROWS = [
     (
         "resume from a corrupt checkpoint",
         {"resume_from_checkpoint": "{corrupt_checkpoint}"},
-        "cannot be loaded",
+        "is damaged: model.safetensors has 9 bytes, not",
     ),
     (
         "resume from another model's checkpoint",

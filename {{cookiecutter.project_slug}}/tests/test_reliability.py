@@ -1,6 +1,8 @@
 """Runs survive kills, preemption and rotation without losing work (README, "Reliability")."""
 
 import json
+import os
+import pickle
 import random
 import socket
 import time
@@ -126,3 +128,42 @@ def test_a_second_run_into_a_busy_output_dir_refuses_and_a_killed_runs_lock_is_t
     run_train(out, max_steps=4, overwrite_output_dir="true")
     assert max(losses(out)) == 4
     assert not (out / "run.lock").exists()
+
+
+class Payload:
+    """A pickle that runs code when loaded: it creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("planted", ["random_states_0.pkl", "optimizer.bin"])
+def test_a_checkpoint_file_that_would_run_code_is_refused_and_nothing_runs(
+    tmp_path, planted, monkeypatch, capsys
+):
+    """Resume reads every state with torch.load(weights_only=True): a planted pickle (its size
+    put into the manifest too, as an attacker would) is refused with a sentence, and its code
+    never runs. The same pickle, loaded the unsafe way, does run: the test can fail."""
+    import train
+
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(Payload(marker))
+    pickle.loads(payload)
+    assert marker.exists(), "the payload runs when unpickled"
+    marker.unlink()
+    out = tmp_path / "run"
+    run_train(out, max_steps=2, save_strategy="steps", save_steps=2)
+    checkpoint = out / "checkpoints" / "step-2"
+    (checkpoint / planted).write_bytes(payload)
+    manifest = json.loads((checkpoint / "manifest.json").read_text())
+    manifest[planted] = len(payload)
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.chdir(PROJECT)
+    with pytest.raises(SystemExit) as resumed:
+        train.main(arguments(out, max_steps=4, resume_from_checkpoint="latest"))
+    assert resumed.value.code == 2
+    assert "holds code to run, not only data; nothing of it ran" in capsys.readouterr().err
+    assert not marker.exists()
