@@ -11,6 +11,7 @@ either the previous checkpoints or the new one, never a half-written one that `l
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import pickle
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from accelerate.utils import load
 
 import hub
@@ -332,8 +334,10 @@ def save_checkpoint(accelerator, cfg, state):
     root = Path(cfg.output_dir, "checkpoints")
     final = root / f"{PREFIX}{state.global_step}"
     partial = root / f".tmp-{PREFIX}{state.global_step}"
+    check_space_for(final, accelerator)
     # A collective under FSDP/DeepSpeed: all processes call it.
-    accelerator.save_state(partial)
+    with removed_if_cut_short(partial, cfg.output_dir):
+        accelerator.save_state(partial)
     # Each process writes its own RNG state; all of them must be in before the rename.
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -362,6 +366,55 @@ def save_checkpoint(accelerator, cfg, state):
     accelerator.wait_for_everyone()
 
 
+@contextlib.contextmanager
+def removed_if_cut_short(partial, output_dir):
+    """A save that fails takes its temporary directory with it: the space comes back, and the
+    last complete checkpoint stays what `latest` finds. A full disk becomes one sentence."""
+    try:
+        yield
+    except Exception as error:
+        sentence = no_space(error, output_dir, partial)  # judged before the space comes back
+        shutil.rmtree(partial, ignore_errors=True)
+        if sentence:
+            raise sentence from error
+        raise
+
+
+def no_space(error, output_dir, written=None):
+    """If `error` is a write that failed on a full disk (it says so, or, as torch.save's does
+    not, the disk of what was `written` has under 1 MiB left), a UsageError that names the
+    run's last complete checkpoint; else None."""
+    written = Path(written or output_dir)
+    existing = next(p for p in [written, *written.parents] if p.exists())
+    said = getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error)
+    if not (said or shutil.disk_usage(existing).free < 2**20):
+        return None
+    found = checkpoint_dirs(output_dir)
+    return UsageError(
+        f"No space left on device ({str(error).splitlines()[0][:120]}); the last complete "
+        f"checkpoint is {found[-1] if found else 'none'}. Free space, then resume with "
+        "--resume_from_checkpoint latest."
+    )
+
+
+def check_space_for(checkpoint, accelerator):
+    """Stop before a save that cannot fit: the free space against the size of the last
+    checkpoint (from its manifest), decided on the main process for all."""
+    previous = checkpoint_dirs(checkpoint.parent.parent)
+    needed, free = 0, 0
+    if accelerator.is_main_process and previous and (previous[-1] / "manifest.json").is_file():
+        sizes = json.loads((previous[-1] / "manifest.json").read_text())
+        needed, free = sum(sizes.values()), shutil.disk_usage(previous[-1]).free
+    short = accelerator.reduce(torch.tensor(float(needed > free), device=accelerator.device))
+    if short.item() > 0:
+        raise UsageError(
+            f"No space left for checkpoint {checkpoint.name}: {free / 2**20:,.1f} MiB free, the "
+            f"last checkpoint took {needed / 2**20:,.1f} MiB; the last complete checkpoint is "
+            f"{previous[-1] if previous else 'none'}. Free space, then resume with "
+            "--resume_from_checkpoint latest."
+        )
+
+
 def save_final_model(accelerator, model, tokenizer, cfg):
     """final/ appears complete or not at all: written under a temporary name, then renamed."""
     # A collective under FSDP/DeepSpeed: every process takes part.
@@ -372,10 +425,11 @@ def save_final_model(accelerator, model, tokenizer, cfg):
         unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
         # Under torch_compile the names carry the compiled wrapper's prefix; final/ must not.
         state_dict = {name.removeprefix("_orig_mod."): value for name, value in state_dict.items()}
-        task.save_model(unwrapped, tokenizer, partial, state_dict)
-        hub.write_card(cfg, partial, task.NAME, task.MODEL_CLASS)
-        if cfg.merge_adapter:  # after the adapter: merging changes the weights in place
-            lora.save_merged(unwrapped, tokenizer, partial / "merged", task.save_model)
+        with removed_if_cut_short(partial, cfg.output_dir):
+            task.save_model(unwrapped, tokenizer, partial, state_dict)
+            hub.write_card(cfg, partial, task.NAME, task.MODEL_CLASS)
+            if cfg.merge_adapter:  # after the adapter: merging changes the weights in place
+                lora.save_merged(unwrapped, tokenizer, partial / "merged", task.save_model)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         if cfg.push_to_hub:

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 import yaml
 
-from checkpoints import checkpoint_dirs, output_dir_lock
+from checkpoints import checkpoint_dirs, no_space, output_dir_lock
 from config import UsageError, check, fill_derived_defaults
 
 PROJECT = Path(__file__).resolve().parent
@@ -52,9 +52,14 @@ def run(train, config_class, argv):
         cfg = parse_args(argv, config_class)
         with output_dir_lock(cfg.output_dir):
             train(cfg)
-    except UsageError as error:
+    except Exception as error:
         if cfg is not None and cfg.debug:
             raise
+        if not isinstance(error, UsageError):
+            # A full disk (checkpoints.no_space) is one sentence too; any other error goes on.
+            error = (cfg and no_space(error, cfg.output_dir)) or error
+            if not isinstance(error, UsageError):
+                raise
         # One message, not one per process.
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)

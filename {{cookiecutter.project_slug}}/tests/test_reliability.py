@@ -4,7 +4,9 @@ import json
 import os
 import pickle
 import random
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from conftest import (
     FLAT_EVALS_EVERY_2,
     PROJECT,
     arguments,
+    final_weights,
     kill_group,
     losses,
     run_train,
@@ -167,3 +170,72 @@ def test_a_checkpoint_file_that_would_run_code_is_refused_and_nothing_runs(
     assert resumed.value.code == 2
     assert "holds code to run, not only data; nothing of it ran" in capsys.readouterr().err
     assert not marker.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs: a disk that really fills up. Mounting needs root (the tests run as root
+    in CI); elsewhere the test is skipped with the reason."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a size-limited tmpfs cannot be mounted here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def leave_free(disk, room):
+    """Fill `disk` with a file until `room` bytes are left; returns the file, to free them."""
+    filler = disk / "filler"
+    filler.unlink(missing_ok=True)
+    filler.write_bytes(bytes(shutil.disk_usage(disk).free - room))
+    return filler
+
+
+def size_of(directory):
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finishes(
+    tmp_path, small_disk
+):
+    """The disk fills up, for real. The first checkpoint does not fit: its half-written save is
+    removed and the run stops, saying there is no checkpoint yet. A later checkpoint that
+    cannot fit (measured against the last one) stops the run before it is written, naming the
+    last complete checkpoint; when final/ fills the disk, the half-written final/ is removed
+    and the run stops the same way. Each time `latest` stays complete, and once space
+    is freed the resume finishes with the uninterrupted run's losses and weights."""
+    reference, out = tmp_path / "reference", small_disk / "run"
+    options = {"max_steps": 6, "save_strategy": "steps", "save_steps": 3}
+    run_train(reference, **options)
+    checkpoint = size_of(reference / "checkpoints" / "step-3")
+    final = size_of(reference / "final")
+
+    filler = leave_free(small_disk, checkpoint // 2)  # not even one checkpoint fits
+    stopped = run_train(out, check=False, **options)
+    assert stopped.returncode == 2
+    assert "No space left on device" in stopped.stderr and "checkpoint is none." in stopped.stderr
+    assert not list((out / "checkpoints").iterdir()), "the half-written save is gone"
+
+    filler.unlink()
+    filler = leave_free(small_disk, checkpoint * 3 // 2)  # one checkpoint fits, not two
+    stopped = run_train(out, check=False, overwrite_output_dir="true", **options)
+    assert stopped.returncode == 2
+    assert "No space left for checkpoint step-6" in stopped.stderr
+    assert "the last complete checkpoint is" in stopped.stderr and "step-3." in stopped.stderr
+    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == ["step-3"]
+
+    filler.unlink()
+    filler = leave_free(small_disk, checkpoint + final // 2)  # step-6 fits, final/ not
+    stopped = run_train(out, check=False, resume_from_checkpoint="latest", **options)
+    assert stopped.returncode == 2
+    assert "No space left on device" in stopped.stderr and "step-6." in stopped.stderr
+    assert not (out / "final").exists() and not (out / ".tmp-final").exists()
+
+    filler.unlink()
+    run_train(out, resume_from_checkpoint="latest", **options)
+    assert losses(out) == losses(reference)
+    weights, resumed = final_weights(reference), final_weights(out)
+    assert all(weights[name].equal(resumed[name]) for name in weights)
