@@ -91,6 +91,17 @@ def collect(cfg, accelerator):
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seed": cfg.seed,
         "data_seed": cfg.data_seed,
+        "local_paths": local_paths(cfg),
+    }
+
+
+def local_paths(cfg):
+    """Every option naming a file or directory here (model, tokenizer, data, metric modules,
+    checkpoint), resolved: what the run read, wherever it lies, outside the project too."""
+    return {
+        name: str(Path(value).resolve())
+        for name, value in vars(cfg).items()
+        if isinstance(value, str) and value and name != "output_dir" and Path(value).exists()
     }
 
 

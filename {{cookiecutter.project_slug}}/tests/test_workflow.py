@@ -52,7 +52,9 @@ def test_a_recorded_run_reruns_to_the_same_losses(tmp_path):
     assert json.loads((again / "record.json").read_text())["processes"] == 2
 
 
-def test_the_record_holds_the_commit_and_the_diff_of_a_dirty_tree(tmp_path, monkeypatch):
+def test_the_record_holds_the_commit_the_diff_of_a_dirty_tree_and_the_paths_read(
+    tmp_path, monkeypatch
+):
     repository = tmp_path / "project"
     repository.mkdir()
 
@@ -66,12 +68,19 @@ def test_the_record_holds_the_commit_and_the_diff_of_a_dirty_tree(tmp_path, monk
     (repository / "train.py").write_text("learning_rate = 3e-4\n")
     (repository / "notes.txt").write_text("not committed\n")
     monkeypatch.setattr(record, "PROJECT", repository)
-    cfg = parse_args([f"--{k}={v}" for k, v in TINY.items()], Config)
+    # A data file outside the project is read, and recorded where it lies.
+    elsewhere = tmp_path / "held-out.jsonl"
+    elsewhere.write_bytes((PROJECT / TINY["validation_file"]).read_bytes())
+    options = {**TINY, "validation_file": elsewhere}
+    cfg = parse_args([f"--{k}={v}" for k, v in options.items()], Config)
     out = tmp_path / "run"
     out.mkdir()
 
     record.write(cfg, Accelerator(cpu=True), out)
     written = json.loads((out / "record.json").read_text())
+    assert written["local_paths"]["validation_file"] == str(elsewhere.resolve())
+    model = (PROJECT / TINY["config_name"]).resolve()
+    assert written["local_paths"]["config_name"] == str(model)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, capture_output=True)
     assert written["git"]["commit"] == commit.stdout.decode().strip()
     assert written["git"]["dirty"] and written["git"]["untracked"] == ["notes.txt"]
