@@ -76,6 +76,9 @@ class LoopOptions:
         path=True,
     )
     validation_split_percentage: int = option(5, "% of train held out.", at_least=1, below=100)
+    bad_rows: Literal["error", "skip"] = option(
+        "error", "A row whose text or label is null or blank: stop, naming it; or skip and count."
+    )
     max_train_samples: int | None = option(None, "Use only the first N training rows.", above=0)
     max_eval_samples: int | None = option(None, "Use only the first N validation rows.", above=0)
     preprocessing_num_workers: int | None = option(None, "Tokenization processes.", above=0)

@@ -3,10 +3,13 @@ handed to the task (task.prepare_datasets) to become model inputs.
 """
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 {% if cookiecutter.task == "image-classification" %}
@@ -80,6 +83,10 @@ def load_raw_datasets(cfg, columns):
         raw = load_files(files, sources)
     if len(raw["train"]) == 0:
         raise UsageError(f"The train split of {sources['train']} is empty.")
+    named = {split: sources.get(split, f"{split} of {sources['train']}") for split in raw}
+    raw = datasets.DatasetDict(
+        {split: check_rows(cfg, rows, columns, named[split]) for split, rows in raw.items()}
+    )
     if "validation" not in raw:
         # A held-out split carved from train, the same one on every run.
         percent = cfg.validation_split_percentage
@@ -97,6 +104,43 @@ def load_raw_datasets(cfg, columns):
     return raw
 
 
+def check_rows(cfg, rows, columns, source):
+    """Rows where a column the task reads holds nothing (null, or blank text): an error naming
+    the file and line, or with bad_rows=skip, dropped and counted on the console. Never dropped
+    in silence."""
+    bad = set()
+    for option, column in columns.items():
+        if column not in rows.column_names:
+            continue  # named after loading
+        values = rows.data.column(column)
+        empty = pc.is_null(values)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            empty = pc.or_kleene(empty, pc.equal(pc.utf8_trim_whitespace(values), ""))
+        found = pc.indices_nonzero(empty.fill_null(True)).to_pylist()
+        if found and cfg.bad_rows == "error":
+            raise UsageError(
+                f"{source}, {where(source, found[0])}, has no {option} value "
+                f"({column!r} is null or blank); fix it, or skip such rows with --bad_rows skip."
+            )
+        bad.update(found)
+    if bad:
+        shown = ", ".join(where(source, i) for i in sorted(bad)[:5])
+        if os.environ.get("RANK", "0") == "0":  # once, not once per process
+            print(f"Skipped {len(bad)} row(s) of {source} with a null or blank value: {shown}.")
+        rows = rows.select(sorted(set(range(len(rows))) - bad))
+    return rows
+
+
+def where(source, index):
+    """Row `index` of a split as its place in the file: a line for jsonl (csv counts its
+    header), else the row."""
+    if source and source.endswith(".jsonl"):
+        return f"line {index + 1}"
+    if source and source.endswith(".csv"):
+        return f"line {index + 2}"
+    return f"row {index}"
+
+
 def load_files(files, sources):
     """{split: (option, path)} as a DatasetDict: in one datasets call when the files share a
     format (one builder to set up), else, or when that call fails, one file at a time, so that
@@ -110,13 +154,30 @@ def load_files(files, sources):
     for split, (_, path) in files.items():
         builder = builders[split]
         if isinstance(builder, str):
-            loaded = load_or_explain(
-                sources[split], datasets.load_dataset, builder, data_files={split: path}
-            )
+            try:
+                loaded = load_or_explain(
+                    sources[split], datasets.load_dataset, builder, data_files={split: path}
+                )
+            except UsageError:
+                name_the_bad_line(path, sources[split])
+                raise
             raw[split] = loaded[split]
         else:  # the task's own reader
             raw[split] = load_or_explain(sources[split], builder, path)
     return raw
+
+
+def name_the_bad_line(path, source):
+    """A JSON-lines file the datasets library could not read: the first line that is not JSON,
+    named (the library says only that generating the dataset failed)."""
+    if not path.endswith(".jsonl"):
+        return
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                json.loads(line) if line.strip() else None
+            except ValueError as error:
+                raise UsageError(f"{source}, line {number}, is not JSON: {error}.") from None
 
 
 def builder_for(option, path):

@@ -121,7 +121,7 @@ ROWS = [
         {"train_file": "{xml_file}"},
         "(train_file) must end in one of .csv, .json, .jsonl",
     ),
-    ("a malformed data file", {"train_file": "{broken_jsonl}"}, "Could not load data from"),
+    ("a malformed data file", {"train_file": "{broken_jsonl}"}, "line 2, is not JSON: Expecting"),
     ("an empty data file", {"train_file": "{empty_jsonl}"}, "is empty"),
     (
         "a dataset with no rows",

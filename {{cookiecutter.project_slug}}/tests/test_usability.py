@@ -29,6 +29,7 @@ from task_settings import OWN_DATA_FORMATS
 
 import task
 from checkpoints import checkpoint_dirs, step_of
+from cli import parse_args
 from train import Config
 
 # The tiny settings without the bundled data files: what a user with their own data types.
@@ -81,6 +82,31 @@ def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
     assert eval_records(out), "evaluated on the split carved from your file"
     recorded = yaml.safe_load((out / "config.yaml").read_text())
     assert recorded["train_file"] == str(data) and recorded["validation_file"] is None
+
+
+@pytest.mark.loop
+def test_a_row_without_text_is_named_or_skipped_and_counted(tmp_path, monkeypatch, capsys):
+    """A null or blank value in a column the task reads: the run stops naming the file and line,
+    or with bad_rows=skip drops those rows and says how many, and which. Never in silence."""
+    import train
+
+    source = PROJECT / TINY["train_file"]
+    rows = [json.loads(line) for line in source.read_text().splitlines()[:40]]
+    cfg = parse_args([f"--{name}={value}" for name, value in TINY.items()], Config)
+    column = next(iter(task.data_columns(cfg).values()))
+    rows[6][column], rows[9][column] = None, "  "
+    data = tmp_path / "gaps.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    options = {"train_file": data, "max_steps": 2, "validation_file": TINY["validation_file"]}
+    monkeypatch.chdir(PROJECT)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(arguments(tmp_path / "stopped", **options))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stopped.value.code == 2
+    assert f"train_file {data}, line 7, has no " in error and "--bad_rows skip" in error
+    skipped = run_train(tmp_path / "run", bad_rows="skip", **options)
+    counted = f"Skipped 2 row(s) of train_file {data} with a null or blank value: line 7, line 10."
+    assert counted in skipped.stdout
 
 
 {% if cookiecutter.task != "sft" %}
