@@ -143,13 +143,13 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("planted", ["random_states_0.pkl", "optimizer.bin"])
 def test_a_checkpoint_file_that_would_run_code_is_refused_and_nothing_runs(
-    tmp_path, planted, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys
 ):
-    """Resume reads every state with torch.load(weights_only=True): a planted pickle (its size
-    put into the manifest too, as an attacker would) is refused with a sentence, and its code
-    never runs. The same pickle, loaded the unsafe way, does run: the test can fail."""
+    """Resume reads every state with torch.load(weights_only=True): a pickle planted as the
+    random state or the optimizer state (its size put into the manifest too, as an attacker
+    would) is refused with a sentence, and its code never runs. The same pickle, loaded the
+    unsafe way, does run: the test can fail."""
     import train
 
     marker = tmp_path / "ran"
@@ -157,19 +157,21 @@ def test_a_checkpoint_file_that_would_run_code_is_refused_and_nothing_runs(
     pickle.loads(payload)
     assert marker.exists(), "the payload runs when unpickled"
     marker.unlink()
-    out = tmp_path / "run"
-    run_train(out, max_steps=2, save_strategy="steps", save_steps=2)
-    checkpoint = out / "checkpoints" / "step-2"
-    (checkpoint / planted).write_bytes(payload)
-    manifest = json.loads((checkpoint / "manifest.json").read_text())
-    manifest[planted] = len(payload)
-    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+    clean = tmp_path / "clean"
+    run_train(clean, max_steps=2, save_strategy="steps", save_steps=2)
     monkeypatch.chdir(PROJECT)
-    with pytest.raises(SystemExit) as resumed:
-        train.main(arguments(out, max_steps=4, resume_from_checkpoint="latest"))
-    assert resumed.value.code == 2
-    assert "holds code to run, not only data; nothing of it ran" in capsys.readouterr().err
-    assert not marker.exists()
+    for planted in ("random_states_0.pkl", "optimizer.bin"):
+        out = tmp_path / planted
+        shutil.copytree(clean, out)
+        checkpoint = out / "checkpoints" / "step-2"
+        (checkpoint / planted).write_bytes(payload)
+        manifest = json.loads((checkpoint / "manifest.json").read_text())
+        (checkpoint / "manifest.json").write_text(json.dumps({**manifest, planted: len(payload)}))
+        with pytest.raises(SystemExit) as resumed:
+            train.main(arguments(out, max_steps=4, resume_from_checkpoint="latest"))
+        assert resumed.value.code == 2, planted
+        assert "holds code to run, not only data; nothing of it ran" in capsys.readouterr().err
+        assert not marker.exists(), planted
 
 
 @pytest.fixture
