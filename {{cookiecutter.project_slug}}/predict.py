@@ -66,15 +66,17 @@ def load_model(cfg, target, checkpoint, accelerator, tokenizer, model_config):
     else:
         label_names = label_names_of(model_config)
     model = task.build_model(cfg, model_config, label_names)
+    # Prepared for evaluation: no DDP wrapper, since nothing trains (and at exit a DDP reducer's
+    # gloo group deadlocked: its thread waited for the interpreter lock its destructor held).
     if checkpoint:  # built as the run built it, then its saved state loaded as resume does
-        model = accelerator.prepare(lora.wrap(cfg, model, accelerator))
+        model = accelerator.prepare_model(lora.wrap(cfg, model, accelerator), evaluation_mode=True)
         accelerator.load_state(target)
         return model.eval()
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, target)
-    return accelerator.prepare(model).eval()
+    return accelerator.prepare_model(model, evaluation_mode=True).eval()
 
 
 def read_inputs(path):
