@@ -46,7 +46,7 @@ TASK_ERROR_ROWS = [
     (
         "a row without a label",
         {"train_file": "{no_label}"},
-        "Row 3 of the train data has no 'label'",
+        "line 4, has no label_column_name value",
     ),
     (
         "validation labels unseen in training",

@@ -44,7 +44,7 @@ TASK_ERROR_ROWS = [
     (
         "an empty target text",
         {"train_file": "{empty_target}"},
-        "Row 1 of the train data has no text",
+        "line 2, has no summary_column value",
     ),
     (
         "a number where a text belongs",
