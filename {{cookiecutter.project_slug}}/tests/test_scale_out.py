@@ -98,8 +98,12 @@ class Job:
             time.sleep(0.2)
         return done()
 
+    def text(self):
+        """The output so far; a character cut in half by a write in progress is replaced."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def logged(self, text):
-        return self.log.exists() and text in self.log.read_text()
+        return text in self.text()
 
     def signal_time_limit(self):
         """What --signal=B:USR1@300 does near the time limit: USR1 to the batch script."""
@@ -111,7 +115,7 @@ class Job:
     def come_back(self):
         """The requeued job starts again: SLURM does that; without it, the test does."""
         if not self.real:
-            assert self.shell.wait(timeout=120) == 0, self.log.read_text()
+            assert self.shell.wait(timeout=120) == 0, self.text()
             assert (self.log.parent / "requeued").read_text() == f"{self.id}\n"
             self.env["SLURM_RESTART_COUNT"] = "1"
             self.start_stand_in()
@@ -159,15 +163,15 @@ def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path
     stop = assert_one_new_checkpoint(run, after=stop + 3, processes=1)
 
     job = Job(run, **options)
-    assert job.wait(lambda: max(losses(run), default=0) >= stop + 3), job.log.read_text()
+    assert job.wait(lambda: max(losses(run), default=0) >= stop + 3), job.text()
     job.signal_time_limit()
-    assert job.wait(lambda: job.logged(f"requeueing job {job.id}")), job.log.read_text()
+    assert job.wait(lambda: job.logged(f"requeueing job {job.id}")), job.text()
     assert_one_new_checkpoint(run, after=stop + 3)
     job.come_back()
-    assert job.wait(lambda: job.logged("Done:")), job.log.read_text()
+    assert job.wait(lambda: job.logged("Done:")), job.text()
     assert job.logged(f"Restart 1 of job {job.id}: resuming")
     assert job.wait(lambda: not job.running(), timeout=60), "the job ends"
-    assert job.log.read_text().count("requeueing") == 1, "a finished job is not requeued"
+    assert job.text().count("requeueing") == 1, "a finished job is not requeued"
     assert len(losses(one)) >= 30
     assert_close_values(losses(one), losses(run), 1e-5, "loss")
     assert learning_rates(one) == learning_rates(run)
