@@ -10,7 +10,6 @@ import re
 
 import accelerate.optimizer
 import torch
-from transformers.optimization import Adafactor
 
 from config import UsageError
 
@@ -95,6 +94,9 @@ def build_optimizer(cfg, model, device):
     ]
     params = [p for group in groups for p in group["params"]]
     if cfg.optim == "adafactor":
+        # Imported here: transformers.optimization pulls in peft and scipy, seconds at every start.
+        from transformers.optimization import Adafactor
+
         return Adafactor(groups, lr=cfg.learning_rate, scale_parameter=False, relative_step=False)
     if cfg.optim == "sgd":
         return torch.optim.SGD(groups, lr=cfg.learning_rate)
