@@ -75,7 +75,11 @@ TASK_ERROR_ROWS = [
     ("a text model's config", {"config_name": "{text_model}"}, "has no image processor"),
     ("a tokenizer for images", {"tokenizer_name": "bert-base-uncased"}, "applies to text"),
     ("a crop larger than the image", {"min_crop_scale": 1.5}, "must be at most 1"),
-    ("a row without a label", {"train_file": "{no_label}"}, "line 4, has no label_column_name value"),
+    (
+        "a row without a label",
+        {"train_file": "{no_label}"},
+        "line 4, has no label_column_name value",
+    ),
     (
         "validation labels unseen in training",
         {"validation_file": "{unseen_labels}"},

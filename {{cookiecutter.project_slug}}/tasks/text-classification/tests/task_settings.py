@@ -40,7 +40,11 @@ TASK_ERROR_ROWS = [
         {"validation_file": "{unseen_labels}"},
         "never occur in the training",
     ),
-    ("a row without a label", {"train_file": "{missing_label}"}, "line 3, has no label_column_name value"),
+    (
+        "a row without a label",
+        {"train_file": "{missing_label}"},
+        "line 3, has no label_column_name value",
+    ),
     (
         "labels that do not match the model's head",
         {"model_name_or_path": "{two_label_model}"},
