@@ -18,12 +18,6 @@ BIN = Path(sys.executable).parent
 DEFAULTS = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 
 
-def pytest_collection_modifyitems(items):
-    """The generated suites first: by far the longest test, it must start at once on one
-    worker while the other takes the quick template tests (it waited ~2.5 minutes behind them)."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_generated_suites.py"))
-
-
 def tool(name):
     """A console script of the interpreter running the tests (the project's .venv)."""
     path = BIN / name
