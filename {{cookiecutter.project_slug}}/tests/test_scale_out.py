@@ -39,7 +39,12 @@ def slurm_answers():
     one on a single machine)."""
     if not shutil.which("sinfo"):
         return False
-    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True)
+    try:  # a SLURM that is configured but not running makes sinfo wait for minutes
+        nodes = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, timeout=10
+        )
+    except subprocess.TimeoutExpired:
+        return False
     return nodes.returncode == 0 and nodes.stdout.split() == ["idle", "idle"]
 
 
