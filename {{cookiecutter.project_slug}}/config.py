@@ -150,6 +150,7 @@ class LoopOptions:
         "{{ cookiecutter.tracker }}", "Experiment tracker; metrics.jsonl is always written."
     )
     run_name: str | None = option(None, "Run name for the tracker; defaults to output_dir's name.")
+    plot_curves: bool = option(True, "Draw curves.png at the end (matplotlib; about 1.5 s).")
     # --- sharing (hub.py) ---------------------------------------------------------------------
     push_to_hub: bool = option(False, "Upload final/ (and its model card) to the Hugging Face Hub.")
     hub_model_id: str | None = option(None, "user/name on the hub; default: output_dir's name.")

@@ -406,7 +406,7 @@ def train(cfg):
             metric = f"{cfg.metric_for_best_model} {state.best_metric:.4g}"
             accelerator.print(f"  best {metric} at step {state.best_step}; last eval {last_eval}")
         accelerator.print(f"  load it: {task.MODEL_CLASS.__name__}.from_pretrained({str(final)!r})")
-        if accelerator.is_main_process:
+        if cfg.plot_curves and accelerator.is_main_process:
             plots.save_curves(cfg.output_dir)  # curves.png; python plots.py draws any run's
     accelerator.end_training()
 

@@ -46,6 +46,7 @@ TINY = {
     "save_strategy": "no",
     "mixed_precision": "no",
     "report_to": "none",
+    "plot_curves": "false",  # matplotlib's 1.5 s at the end of every run: test_workflow draws
     "seed": 0,
     **TINY_TASK_OPTIONS,
 }
@@ -144,12 +145,12 @@ def run_config(config, output_dir, **options):
     return finish([f"--config={config}"] + [f"--{name}={value}" for name, value in values.items()])
 
 
-def start_train(output_dir, processes=1, node=None, **options):
+def start_train(output_dir, processes=1, node=None, env=None, **options):
     """Start train.py in its own process group, so a test can signal or kill all its processes."""
     return subprocess.Popen(
         command(processes, node) + arguments(output_dir, **options),
         cwd=PROJECT,
-        env=environment(),
+        env=env or environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -101,16 +101,18 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     a, b = root / "lr-3e-3", root / "lr-1e-3"
     options = {"max_steps": 8, "eval_strategy": "steps", "eval_steps": 4}
-    run_train(a, **options)
+    run_train(a, plot_curves="true", **options)
     run_train(b, learning_rate=1e-3, **options)
     return a, b
 
 
 def test_a_run_ends_with_its_curves_and_runs_compare(two_runs, tmp_path):
-    """curves.png after a run; compare.png and compare.md over two runs that differ in one
-    option. Sizes from the PNG headers: the figure is drawn, three panels wide."""
+    """curves.png after a run (none with plot_curves=false); compare.png and compare.md over two
+    runs that differ in one option. Sizes from the PNG headers: the figure is drawn, three panels
+    wide."""
     a, b = two_runs
     assert png_size(a / "curves.png") == (1760, 495)
+    assert not (b / "curves.png").exists()
 
     out = tmp_path / "compare"
     done = subprocess.run(
