@@ -313,15 +313,20 @@ def start_run(cfg, accelerator, checkpoint, resumed_step):
             for stale in output_dir.glob("checkpoints/.tmp-*"):
                 shutil.rmtree(stale)
             if metrics_file.exists():
-                records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+                # A line a kill cut short is dropped: it belongs to an update this run redoes.
+                lines = metrics_file.read_text().splitlines()
+                records = [json.loads(line) for line in lines if line.endswith("}")]
                 kept = [record for record in records if record["step"] <= resumed_step]
-                metrics_file.write_text("".join(json.dumps(record) + "\n" for record in kept))
+                # Replaced, not rewritten in place: a kill now leaves the old records or the new.
+                partial = output_dir / ".tmp-metrics.jsonl"
+                partial.write_text("".join(json.dumps(record) + "\n" for record in kept))
+                os.replace(partial, metrics_file)
             (output_dir / "config.yaml").write_text(to_yaml(cfg))
             record.write(cfg, accelerator, output_dir)
         except OSError as error:
-            raise UsageError(
-                f"Cannot write to output_dir {output_dir}: {error.strerror}."
-            ) from None
+            full = no_space(error, output_dir)  # the sentence that names the last checkpoint
+            cannot = UsageError(f"Cannot write to output_dir {output_dir}: {error.strerror}.")
+            raise (full or cannot) from None
     accelerator.wait_for_everyone()
     # Trackers reject None values.
     tracked = {name: str(value) if value is None else value for name, value in vars(cfg).items()}
