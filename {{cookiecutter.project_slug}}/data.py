@@ -30,8 +30,14 @@ def load_datasets(cfg, accelerator, tokenizer):
     """The task's train and validation datasets, and its label names (None if it has none)."""
 
     def prepare():
-        raw = load_raw_datasets(cfg, task.data_columns(cfg))
-        return task.prepare_datasets(cfg, raw, tokenizer)
+        try:
+            raw = load_raw_datasets(cfg, task.data_columns(cfg))
+            return task.prepare_datasets(cfg, raw, tokenizer)
+        except Exception as error:
+            full = full_cache(error)
+            if full is None:
+                raise
+            raise full from error
 
     # The main process reads and tokenizes first, and the others then read its cache. They learn
     # whether it succeeded before going on, so a bad file stops every process with one message.
@@ -60,6 +66,22 @@ def load_datasets(cfg, accelerator, tokenizer):
     labels = f"; labels {', '.join(map(str, label_names))}" if label_names else ""
     accelerator.print(f"Data: {sizes}{labels}.")
     return train_set, eval_set, label_names
+
+
+def full_cache(error):
+    """If `error` (or one it came from) is a write into the datasets cache that found its disk
+    full, a UsageError that names the cache; else None."""
+    causes = [error]
+    while causes[-1].__cause__ or causes[-1].__context__:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)
+    said = " ".join(map(str, causes))
+    if "No space left" not in said and "Not enough disk space" not in said:
+        return None
+    cache = datasets.config.HF_DATASETS_CACHE
+    return UsageError(
+        f"No space left on device for the datasets cache, {cache} ({said.splitlines()[0][:80]}); "
+        "free space there, or set HF_DATASETS_CACHE to a disk with room, then run again."
+    )
 
 
 def load_raw_datasets(cfg, columns):
@@ -101,6 +123,10 @@ def load_raw_datasets(cfg, columns):
                 where = sources.get(split, sources["train"])
                 has = rows.column_names
                 raise UsageError(f"Column {column!r} ({option}) is not in {where}; it has {has}.")
+    if "label_column_name" in columns:
+        carved = f"{sources['train']} (the validation split carved from it)"
+        validation = sources.get("validation", carved)
+        raw["validation"] = check_labels(cfg, raw, columns["label_column_name"], validation)
     return raw
 
 
@@ -129,6 +155,41 @@ def check_rows(cfg, rows, columns, source):
             print(f"Skipped {len(bad)} row(s) of {source} with a null or blank value: {shown}.")
         rows = rows.select(sorted(set(range(len(rows))) - bad))
     return rows
+
+
+def check_labels(cfg, raw, column, source):
+    """Validation rows whose label, or one of whose tags, no training row has: the model has no
+    output for it. An error naming the file and line, or with bad_rows=skip, dropped and
+    counted. A dataset's ClassLabel ids index its own names: nothing to check."""
+    if "ClassLabel" in repr(raw["train"].features[column]):
+        return raw["validation"]
+    # Arrow arrays, through any selection (max_*_samples, the carved split).
+    arrays = (raw[split].with_format("arrow")[column] for split in ("train", "validation"))
+    train, validation = (array.combine_chunks() for array in arrays)
+    if train.type != validation.type:
+        raise UsageError(
+            f"Column {column!r} holds {train.type} values in the training data and "
+            f"{validation.type} values in {source}; give both the same kind of labels."
+        )
+    rows, labels = pa.array(range(len(validation))), validation
+    if pa.types.is_list(validation.type) or pa.types.is_large_list(validation.type):  # tags
+        rows, labels = pc.list_parent_indices(validation), pc.list_flatten(validation)
+        train = pc.list_flatten(train)
+    unseen = pc.invert(pc.is_in(labels, value_set=pc.unique(train)))
+    bad = sorted(set(pc.filter(rows, unseen).to_pylist()))
+    if not bad:
+        return raw["validation"]
+    found = pc.filter(labels, unseen).to_pylist()  # in row order: found[0] is in row bad[0]
+    if cfg.bad_rows == "error":
+        raise UsageError(
+            f"{source}, {where(source, bad[0])}, has the label {found[0]!r} ({column!r}), which no "
+            "training row has: the model would have no output for it. Fix it, or skip such rows "
+            "with --bad_rows skip."
+        )
+    if os.environ.get("RANK", "0") == "0":  # once, not once per process
+        names = ", ".join(map(repr, sorted(set(found), key=str)[:5]))
+        print(f"Skipped {len(bad)} validation row(s) with labels no training row has: {names}.")
+    return raw["validation"].select(sorted(set(range(len(validation))) - set(bad)))
 
 
 def where(source, index):

@@ -109,6 +109,47 @@ def test_a_row_without_text_is_named_or_skipped_and_counted(tmp_path, monkeypatc
     assert counted in skipped.stdout
 
 
+{% if cookiecutter.task in ["text-classification", "token-classification", "image-classification", "custom"] %}
+def test_a_validation_label_training_lacks_is_named_or_skipped_and_counted(
+    tmp_path, monkeypatch, capsys
+):
+    """A validation row whose label (or one of whose tags) no training row has: the model has
+    no output for it. The run stops naming the file, line and label, or with bad_rows=skip
+    drops those rows and says how many. Never in silence."""
+    import train
+
+    source = PROJECT / TINY["validation_file"]
+    rows = [json.loads(line) for line in source.read_text().splitlines()]
+    cfg = parse_args([f"--{name}={value}" for name, value in TINY.items()], Config)
+    column = cfg.label_column_name
+{% if cookiecutter.task == "image-classification" %}
+    rows = [{**row, "image": str(source.parent / row["image"])} for row in rows]  # from anywhere
+{% endif %}
+{% if cookiecutter.task == "token-classification" %}
+    unseen = "B-NEVER"  # one tag of the row
+    for row in rows[3], rows[7]:
+        row[column] = [*row[column][:-1], unseen]
+{% else %}
+    unseen = "never-seen"
+    rows[3][column] = rows[7][column] = unseen
+{% endif %}
+    data = tmp_path / "validation.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.chdir(PROJECT)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(arguments(tmp_path / "stopped", validation_file=data, max_steps=2))
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert stopped.value.code == 2
+    named = f"validation_file {data}, line 4, has the label {unseen!r} ({column!r}), which no"
+    assert named in error and "--bad_rows skip" in error, error
+    skipped = run_train(tmp_path / "run", validation_file=data, max_steps=2, bad_rows="skip")
+    counted = f"Skipped 2 validation row(s) with labels no training row has: {unseen!r}."
+    assert counted in skipped.stdout
+    kept = min(TINY["max_eval_samples"], len(rows)) - 2
+    assert f", {kept} validation sequences" in skipped.stdout
+
+
+{% endif %}
 {% if cookiecutter.task != "sft" %}
 def test_a_validation_file_without_your_columns_is_named(tmp_path):
     """Your train file with its own column names, and a validation file without them: the

@@ -98,19 +98,13 @@ def eval_metric_names(cfg):
 def prepare_datasets(cfg, raw, tokenizer):
     label = cfg.label_column_name
     # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
-    for split in ("train", "validation"):
-        values = raw[split][label]
-        if None in values:
-            raise UsageError(f"Row {values.index(None)} of the {split} data has no {label!r}.")
+    # data.py named rows without a label, and validation labels training lacks.
     label_names = sorted(raw["train"].unique(label))
     label_ids = {name: i for i, name in enumerate(label_names)}
     if isinstance(raw["train"].features[label], datasets.ClassLabel):
         # The rows already hold the ids of the ClassLabel's names.
         label_names = raw["train"].features[label].names
         label_ids = {i: i for i in range(len(label_names))}
-    unknown = set(raw["validation"].unique(label)) - set(label_ids)
-    if unknown:
-        raise UsageError(f"Validation labels {sorted(unknown)} never occur in the training data.")
     # datasets caches map() by hashing tokenize and what it reads: plain values, not cfg.
     text = cfg.text_column_name
     max_length = cfg.max_seq_length

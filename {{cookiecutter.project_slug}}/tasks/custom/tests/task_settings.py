@@ -51,7 +51,7 @@ TASK_ERROR_ROWS = [
     (
         "validation labels unseen in training",
         {"validation_file": "{unseen_labels}"},
-        "never occur in the training",
+        "line 1, has the label 'emperor' ('label'), which no training row has",
     ),
     (
         "labels that do not match the saved model",

@@ -83,7 +83,7 @@ TASK_ERROR_ROWS = [
     (
         "validation labels unseen in training",
         {"validation_file": "{unseen_labels}"},
-        "never occur in the training",
+        "line 1, has the label 'hexagon' ('label'), which no training row has",
     ),
 ]
 

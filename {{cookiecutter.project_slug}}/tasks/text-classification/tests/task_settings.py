@@ -38,7 +38,7 @@ TASK_ERROR_ROWS = [
     (
         "validation labels unseen in training",
         {"validation_file": "{unseen_labels}"},
-        "never occur in the training",
+        "line 1, has the label 'surprised' ('label'), which no training row has",
     ),
     (
         "a row without a label",

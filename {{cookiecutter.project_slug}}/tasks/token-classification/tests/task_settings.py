@@ -55,7 +55,7 @@ TASK_ERROR_ROWS = [
     (
         "validation tags unseen in training",
         {"validation_file": "{unseen_tags}"},
-        "never occur in the training",
+        "line 1, has the label 'B-DATE' ('ner_tags'), which no training row has",
     ),
     ("a CoNLL line without a tag", both_splits("conll_without_tag"), "has a word but no tag"),
     (
