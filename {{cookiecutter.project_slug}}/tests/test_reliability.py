@@ -1,19 +1,26 @@
 """Runs survive kills, preemption and rotation without losing work (README, "Reliability")."""
 
+import contextlib
+import itertools
 import json
 import os
 import pickle
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import (
     FLAT_EVALS_EVERY_2,
     PROJECT,
+    TINY,
     arguments,
+    environment,
+    eval_records,
     final_weights,
     kill_group,
     losses,
@@ -23,6 +30,8 @@ from conftest import (
     tree_digest,
     wait_for_step,
 )
+
+from checkpoints import check_intact, checkpoint_dirs, step_of
 
 # Checkpoints, signals and rotation belong to the loop, the same for every task.
 pytestmark = pytest.mark.loop
@@ -35,34 +44,178 @@ LONG = {
 }
 
 
+def open_paths(pid):
+    """The files a process has open or mapped (Linux /proc): what it is reading or writing."""
+    paths = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # closed meanwhile
+                paths.add(os.readlink(fd))
+        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:  # the process ended
+        return paths
+    return paths | {line.split(maxsplit=5)[-1] for line in maps if line.count(" ") >= 5}
+
+
+def kill_when(process, moment, delay=0.0, timeout=300):
+    """SIGKILL the run's processes `delay` seconds after `moment()` is first true; False if the
+    run ended before."""
+    deadline = time.time() + timeout
+    while process.poll() is None and time.time() < deadline:
+        if moment():
+            time.sleep(delay)
+            kill_group(process)
+            return True
+        time.sleep(0.003)
+    return False
+
+
+def newer_than(paths, moment):
+    """Whether one of `paths` changed after `moment` (a time.time())."""
+    return any(path.stat().st_mtime >= moment for path in paths if path.exists())
+
+
+# Where the wider kill test aims, in turn, and how many kills must land in each place.
+AIMS = ["an update", "load_state, resuming", "an evaluation", "the first update after a resume"]
+KILLS = {
+    "an update": 4,
+    "a checkpoint save": 4,
+    "an evaluation": 5,
+    "load_state, resuming": 5,
+    "the first update after a resume": 5,
+    "the final save": 3,
+}
+
+
+def kill_moment(aim, process, output_dir, started, checkpoint, step):
+    """When a kill aimed at `aim` is due: a test of what the run has written or opened."""
+    if aim == "load_state, resuming":  # reading the weights or states of the checkpoint
+        opened = lambda: open_paths(process.pid)  # noqa: E731
+        return lambda: any(p.startswith(checkpoint) and not p.endswith(".json") for p in opened())
+    if aim == "the first update after a resume":  # start_run wrote config.yaml: loading is over
+        return lambda: newer_than([output_dir / "config.yaml"], started)
+    if aim == "the final save":
+        return lambda: (output_dir / ".tmp-final").exists()
+    # The log record of update `step`: its evaluation or save follows.
+    return lambda: step in losses(output_dir)
+
+
+def where_it_landed(aim, output_dir, started, done, next_eval):
+    """Where a kill aimed at `aim` landed, from what the killed run left on disk."""
+    if (output_dir / ".tmp-final").exists():
+        return "the final save"
+    if newer_than(list(output_dir.glob("checkpoints/.tmp-*")), started):
+        return "a checkpoint save"
+    logged = losses(output_dir)
+    if aim == "an evaluation":
+        evaluated = {record["step"] for record in eval_records(output_dir)}
+        return aim if max(logged) == next_eval not in evaluated else "an update"
+    if aim == "the first update after a resume":
+        return aim if max(logged, default=0) <= done else "an update"
+    return aim
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="finds kill points in /proc")
 def test_kill_anywhere_always_resumes_exactly(tmp_path, slow_to_save_model):
-    """SIGKILL at 20 random moments (a checkpoint is written after every update, so many kills
-    land inside a save); every restart resumes from `latest`, and the finished run's losses and
-    weights are those of an uninterrupted run."""
+    """SIGKILL at 26 moments of one run: in updates, checkpoint saves (one after every update),
+    evaluations, load_state reading the checkpoint a restart resumes from, the first update
+    after a resume, and the final save. After each kill the newest checkpoint is complete and
+    final/ complete or absent; each restart resumes from `latest`, and the finished run's
+    losses, evaluations and weights are those of an uninterrupted run, bit for bit."""
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    options = {**LONG, "config_name": slow_to_save_model, "num_train_epochs": 3}
+    options = {
+        **LONG,
+        "config_name": slow_to_save_model,
+        "num_train_epochs": 2,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+    }
     run_train(reference, **options)
     total = max(losses(reference))
-    rng, kills, inside_save = random.Random(0), 0, 0
-    while kills < 20:
-        resume = {"resume_from_checkpoint": "latest"} if (killed / "checkpoints").exists() else {}
-        done = max(losses(killed), default=0)
+    final_files = sorted(path.name for path in (reference / "final").iterdir())
+    rng, turns, attempts = random.Random(0), itertools.cycle(AIMS), 0
+    landed = dict.fromkeys(KILLS, 0)
+
+    def wanted(*places):
+        return any(landed[place] < KILLS[place] for place in places)
+
+    while wanted(*KILLS) and attempts < 60:
+        attempts += 1
+        saved = checkpoint_dirs(killed)
+        done = step_of(saved[-1]) if saved else 0
+        next_eval = done + 4 - done % 4
+        possible = {
+            "an update": done + 3 < total and wanted("an update", "a checkpoint save"),
+            "load_state, resuming": saved and wanted("load_state, resuming"),
+            "an evaluation": next_eval < total and wanted("an evaluation"),
+            "the first update after a resume": (
+                saved and done < total and wanted("the first update after a resume")
+            ),
+        }
+        aim = next((aim for aim in itertools.islice(turns, len(AIMS)) if possible[aim]), None)
+        aim = aim or "the final save"  # once the others are met, or the run is near its end
+        step = next_eval if aim == "an evaluation" else done + rng.randint(1, 3)
+        started = time.time()
+        resume = {"resume_from_checkpoint": "latest"} if saved else {}
         process = start_train(killed, **options, **resume)
-        if not wait_for_step(process, killed, min(total, done + rng.randint(1, 3))):
-            break  # the run finished before this kill
-        time.sleep(rng.uniform(0, 0.15))
-        kill_group(process)
-        kills += 1
-        inside_save += any((killed / "checkpoints").glob(".tmp-*"))
-    assert kills >= 20, f"only {kills} kills before the run finished"
-    assert inside_save >= 2, f"only {inside_save} kills landed inside a checkpoint write"
-    print(f"\n{kills} kills, {inside_save} inside a checkpoint write")
+        moment = kill_moment(aim, process, killed, started, str(saved[-1]) if saved else "", step)
+        # Updates: a moment after the log record, inside the update's evaluation or save.
+        delay = {"an update": 0.15, "the first update after a resume": 0.05}.get(aim, 0)
+        assert kill_when(process, moment, rng.uniform(0, delay)), f"the run ended before {aim}"
+        landed[where_it_landed(aim, killed, started, done, next_eval)] += 1
+        newest = checkpoint_dirs(killed)
+        if newest:
+            check_intact(newest[-1])  # raises where a file of it is missing or cut short
+        final = killed / "final"
+        assert not final.exists() or sorted(p.name for p in final.iterdir()) == final_files
+    print(f"\n{sum(landed.values())} kills in {attempts} attempts: {landed}")
+    assert all(landed[where] >= least for where, least in KILLS.items()), landed
     run_train(killed, **options, resume_from_checkpoint="latest")
     assert losses(killed) == losses(reference)
+    assert eval_records(killed) == eval_records(reference)
     assert (killed / "final" / "model.safetensors").read_bytes() == (
         reference / "final" / "model.safetensors"
     ).read_bytes()
+
+
+def cache_writes(cache, since):
+    """What datasets has been writing in its cache since `since` (a time.time()) and not yet
+    renamed: a table under <name>.incomplete/ (load_dataset), tokens in tmp* (map)."""
+    names = [p for p in cache.rglob("*") if p.name.startswith("tmp") or ".incomplete" in p.name]
+    return [path for path in names if newer_than([path], since)]
+
+
+@pytest.mark.slow
+def test_a_kill_while_tokenizing_leaves_no_cache_a_run_would_read(tmp_path):
+    """SIGKILL while datasets writes the train file into its cache and its tokens into
+    another: five kills, each landing while a cache file is written. The next run rebuilds
+    what was cut short and trains exactly as a run with a cache of its own."""
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text((PROJECT / TINY["train_file"]).read_text() * 20)  # seconds of work
+    options = {"train_file": train_file, "max_train_samples": "null", "max_steps": 2}
+    cache, rng, landed = tmp_path / "cache", random.Random(0), []
+    killed, env = tmp_path / "killed", environment(HF_DATASETS_CACHE=str(cache))
+    for _ in range(10):
+        started = time.time()
+        process = start_train(killed, env=env, **options)
+        writing = lambda: cache_writes(cache, started)  # noqa: B023, E731
+        assert kill_when(process, writing, rng.uniform(0, 0.3)), "the run ended first"
+        if writing():  # left unfinished: the kill came before its rename
+            kinds = {"tokens" if path.name.startswith("tmp") else "table" for path in writing()}
+            landed.append(" and ".join(sorted(kinds)))
+        else:  # it landed after the writes: a fresh cache, so that the next run writes again
+            shutil.rmtree(cache)
+        if len(landed) >= 5:
+            break
+    assert len(landed) >= 5, f"{len(landed)} of 10 kills landed inside a cache write"
+    print(f"\nkills inside cache writes: {landed}")
+    run_train(killed, env=env, **options)
+    reference = tmp_path / "reference"
+    run_train(reference, env=environment(HF_DATASETS_CACHE=str(tmp_path / "own")), **options)
+    assert losses(killed) == losses(reference)
+    weights, rebuilt = final_weights(reference), final_weights(killed)
+    assert all(weights[name].equal(rebuilt[name]) for name in weights)
 
 
 def test_rotation_keeps_best_and_newest_and_nothing_outside(tmp_path):
@@ -203,12 +356,14 @@ def size_of(directory):
 def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finishes(
     tmp_path, small_disk
 ):
-    """The disk fills up, for real. The first checkpoint does not fit: its half-written save is
-    removed and the run stops, saying there is no checkpoint yet. A later checkpoint that
-    cannot fit (measured against the last one) stops the run before it is written, naming the
-    last complete checkpoint; when final/ fills the disk, the half-written final/ is removed
-    and the run stops the same way. Each time `latest` stays complete, and once space
-    is freed the resume finishes with the uninterrupted run's losses and weights."""
+    """The disk fills up, for real, at each place a run writes. The first checkpoint does not
+    fit: its half-written save is removed and the run stops, saying there is no checkpoint yet.
+    The disk fills mid-run (another job took the space): the next metrics record cannot be
+    written, and the run stops naming its last complete checkpoint. A later checkpoint that
+    cannot fit (measured against the last one) stops the run before it is written; when final/
+    fills the disk, the half-written final/ is removed. Each time `latest` stays complete, and
+    once space is freed the resume finishes with the uninterrupted run's losses and weights. A
+    datasets cache on a full disk stops the run before it trains, naming the cache."""
     reference, out = tmp_path / "reference", small_disk / "run"
     options = {"max_steps": 6, "save_strategy": "steps", "save_steps": 3}
     run_train(reference, **options)
@@ -222,8 +377,24 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
     assert not list((out / "checkpoints").iterdir()), "the half-written save is gone"
 
     filler.unlink()
-    filler = leave_free(small_disk, checkpoint * 3 // 2)  # one checkpoint fits, not two
-    stopped = run_train(out, check=False, overwrite_output_dir="true", **options)
+    running = start_train(out, overwrite_output_dir="true", **options)
+    while not checkpoint_dirs(out) and running.poll() is None:
+        time.sleep(0.003)
+    os.killpg(running.pid, signal.SIGSTOP)  # held still while the disk fills
+    filler = leave_free(small_disk, 0)
+    # The rest of the file's last page, in blank lines (every reader skips them): the next
+    # record needs a page of its own, as on a disk that filled at a page boundary.
+    with (out / "metrics.jsonl").open("a") as metrics:
+        metrics.write("\n" * (-metrics.tell() % 4096))
+    os.killpg(running.pid, signal.SIGCONT)
+    stderr = running.communicate(timeout=120)[1]
+    assert running.returncode == 2
+    assert "No space left on device" in stderr and "checkpoint is" in stderr, stderr
+    assert f"{checkpoint_dirs(out)[-1]}." in stderr
+
+    filler.unlink()
+    filler = leave_free(small_disk, checkpoint // 2)  # the next checkpoint cannot fit
+    stopped = run_train(out, check=False, resume_from_checkpoint="latest", **options)
     assert stopped.returncode == 2
     assert "No space left for checkpoint step-6" in stopped.stderr
     assert "the last complete checkpoint is" in stopped.stderr and "step-3." in stopped.stderr
@@ -241,3 +412,12 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
     assert losses(out) == losses(reference)
     weights, resumed = final_weights(reference), final_weights(out)
     assert all(weights[name].equal(resumed[name]) for name in weights)
+
+    cache = small_disk / "datasets-cache"
+    filler = leave_free(small_disk, 0)
+    env = environment(HF_DATASETS_CACHE=str(cache))
+    stopped = run_train(tmp_path / "cached", check=False, env=env, **options)
+    assert stopped.returncode == 2
+    assert f"No space left on device for the datasets cache, {cache}" in stopped.stderr
+    filler.unlink()
+    run_train(tmp_path / "cached", env=env, **options)
