@@ -166,11 +166,13 @@ def check_labels(cfg, raw, column, source):
     # Arrow arrays, through any selection (max_*_samples, the carved split).
     arrays = (raw[split].with_format("arrow")[column] for split in ("train", "validation"))
     train, validation = (array.combine_chunks() for array in arrays)
-    if train.type != validation.type:
+    try:  # e.g. a csv's large_string labels against a jsonl's string ones
+        train = train.cast(validation.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise UsageError(
             f"Column {column!r} holds {train.type} values in the training data and "
             f"{validation.type} values in {source}; give both the same kind of labels."
-        )
+        ) from None
     rows, labels = pa.array(range(len(validation))), validation
     if pa.types.is_list(validation.type) or pa.types.is_large_list(validation.type):  # tags
         rows, labels = pc.list_parent_indices(validation), pc.list_flatten(validation)

@@ -85,28 +85,49 @@ def test_your_own_train_file_replaces_the_bundled_sample(tmp_path, suffix):
 
 
 @pytest.mark.loop
-def test_a_row_without_text_is_named_or_skipped_and_counted(tmp_path, monkeypatch, capsys):
-    """A null or blank value in a column the task reads: the run stops naming the file and line,
-    or with bad_rows=skip drops those rows and says how many, and which. Never in silence."""
+@pytest.mark.parametrize("ending", [".jsonl", ".csv"])
+def test_a_row_without_text_is_named_or_skipped_and_counted(ending, tmp_path, monkeypatch, capsys):
+    """A null or blank value in a column the task reads, or a csv row that ends before that
+    field: the run stops naming the file and line (a csv's header is line 1), or with
+    bad_rows=skip drops those rows and says how many, and which. Never in silence."""
     import train
 
     source = PROJECT / TINY["train_file"]
     rows = [json.loads(line) for line in source.read_text().splitlines()[:40]]
     cfg = parse_args([f"--{name}={value}" for name, value in TINY.items()], Config)
-    column = next(iter(task.data_columns(cfg).values()))
-    rows[6][column], rows[9][column] = None, "  "
-    data = tmp_path / "gaps.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    columns = list(task.data_columns(cfg).values())
+    if not columns:
+        pytest.skip("this task's rows have no fixed columns (chat messages, prompt/completion)")
+    column = columns[0]
+    lists = any(isinstance(value, list) for value in rows[0].values())
+    if ending == ".csv" and lists:
+        pytest.skip("a csv file cannot hold this task's lists")
+    rows[6][column], rows[9][column] = None, None if lists else "  "  # a list has no blank text
+    for entry in source.parent.iterdir():  # files the rows point at (images), where they look
+        if entry.suffix not in (".jsonl", ".csv"):
+            (tmp_path / entry.name).symlink_to(entry)
+    data = tmp_path / f"gaps{ending}"
+    if ending == ".jsonl":
+        data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:  # the column last (after one the task does not read, if it reads only this one)
+        header = [name for name in rows[0] if name != column] or ["source"]
+        with data.open("w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow([*header, column])
+            for index, row in enumerate(rows):
+                fields = [row.get(name, "web") for name in header]
+                writer.writerow(fields if index == 6 else [*fields, row[column]])  # 6: cut short
+    first, second = (7, 10) if ending == ".jsonl" else (8, 11)
     options = {"train_file": data, "max_steps": 2, "validation_file": TINY["validation_file"]}
     monkeypatch.chdir(PROJECT)
     with pytest.raises(SystemExit) as stopped:
         train.main(arguments(tmp_path / "stopped", **options))
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert stopped.value.code == 2
-    assert f"train_file {data}, line 7, has no " in error and "--bad_rows skip" in error
+    assert f"train_file {data}, line {first}, has no " in error and "--bad_rows skip" in error
     skipped = run_train(tmp_path / "run", bad_rows="skip", **options)
-    counted = f"Skipped 2 row(s) of train_file {data} with a null or blank value: line 7, line 10."
-    assert counted in skipped.stdout
+    counted = f"of train_file {data} with a null or blank value: line {first}, line {second}."
+    assert f"Skipped 2 row(s) {counted}" in skipped.stdout
 
 
 {% if cookiecutter.task in ["text-classification", "token-classification", "image-classification", "custom"] %}

@@ -99,13 +99,18 @@ def eval_metric_names(cfg):
 
 
 def prepare_datasets(cfg, raw, tokenizer):
-    tokenized = raw.map(
-        tokenize_function(cfg, tokenizer),
-        batched=True,
-        remove_columns=raw["train"].column_names,
-        num_proc=cfg.preprocessing_num_workers,
+    tokenize = tokenize_function(cfg, tokenizer)
+    # Split by split: each keeps only the tokens, whatever other columns its file has.
+    train, validation = (
+        raw[split].map(
+            tokenize,
+            batched=True,
+            remove_columns=raw[split].column_names,
+            num_proc=cfg.preprocessing_num_workers,
+        )
+        for split in ("train", "validation")
     )
-    return tokenized["train"], tokenized["validation"], None
+    return train, validation, None
 
 
 def tokenize_function(cfg, tokenizer):

@@ -116,13 +116,17 @@ def prepare_datasets(cfg, raw, tokenizer):
             "labels": [label_ids[name] for name in rows[label]],
         }
 
-    tokenized = raw.map(
-        tokenize,
-        batched=True,
-        remove_columns=raw["train"].column_names,
-        num_proc=cfg.preprocessing_num_workers,
+    # Split by split: each keeps only the model's inputs, whatever other columns its file has.
+    train, validation = (
+        raw[split].map(
+            tokenize,
+            batched=True,
+            remove_columns=raw[split].column_names,
+            num_proc=cfg.preprocessing_num_workers,
+        )
+        for split in ("train", "validation")
     )
-    return tokenized["train"], tokenized["validation"], label_names
+    return train, validation, label_names
 
 
 def collate(cfg, rows, tokenizer, epoch):
