@@ -5,8 +5,8 @@ including multi-process and kill/resume runs. One test runs them all, two at a t
 core of the 2-core machine this is sized for), so that they always run side by side whatever
 the test scheduler does. Tests marked `loop` check the task-agnostic loop (checkpoints, signals,
 launch configs, optimizer options): identical code in every project, so they run for the first
-task only, as a job of their own (the longest, so it starts first and the other worker takes the
-tasks meanwhile); every task runs its guarantees, bad-input rows, data and model tests. Each job
+task only, as two jobs of their own (the longest, so they start first; the tasks follow); every
+task runs its guarantees, bad-input rows, data and model tests. Each job
 writes its progress, a line per test, to build/test-logs/<job>.log as it goes; scripts/test.sh
 shows those lines while it waits.
 """
@@ -23,13 +23,21 @@ LOGS = TEMPLATE / "build" / "test-logs"
 AT_ONCE = 2
 
 
-# (job, task, tests): the loop's tests on the first task, then every task's own tests.
-JOBS = [("loop", DEFAULTS["task"][0], "loop")] + [(task, task, "not loop") for task in DEFAULTS["task"]]
+# The loop's tests that interrupt runs (kills, full disks, nodes, preemption of trial runs):
+# about half the loop's time, so the loop takes two jobs that run side by side.
+INTERRUPTIONS = ["tests/test_reliability.py", "tests/test_scale_out.py", "tests/test_tune.py"]
+# (job, task, marker expression, paths or pytest options): the loop's tests on the first task,
+# in two jobs, then every task's own tests.
+JOBS = [
+    ("loop-interruptions", DEFAULTS["task"][0], "loop", INTERRUPTIONS),
+    ("loop", DEFAULTS["task"][0], "loop", [f"--ignore={path}" for path in INTERRUPTIONS]),
+] + [(task, task, "not loop", []) for task in DEFAULTS["task"]]
 
 
 def start_suite(job, project, selection, log):
+    marker, paths = selection
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=5", "-m", selection],
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=5", "-m", marker, *paths],
         cwd=project,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -59,7 +67,7 @@ def test_generated_suites_pass(bake, tmp_path):
     deadline = time.time() + 3600
     while (waiting or running) and time.time() < deadline:
         while waiting and len(running) < AT_ONCE:
-            job, task, selection = waiting.pop(0)
+            job, task, *selection = waiting.pop(0)
             project = tmp_path / job
             shutil.copytree(bake(task=task), project)  # a copy, so the shared bake stays pristine
             assert list((project / "tests").glob("test_*.py")), f"the {task} project has no tests"
@@ -76,6 +84,6 @@ def test_generated_suites_pass(bake, tmp_path):
     for process, _ in running.values():
         process.kill()
     assert not running, f"suites still running after an hour: {sorted(running)}"
-    write_figures([job for job, _, _ in JOBS])
+    write_figures([job for job, *_ in JOBS])
     report = "\n".join(f"{job} suite failed:\n{(LOGS / f'{job}.log').read_text()[-8000:]}" for job in failed)
     assert not failed, report
