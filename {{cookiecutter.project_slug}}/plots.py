@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-# Options that name a run rather than change it: left out of the comparison.
-NAMING = {"output_dir", "run_name", "overwrite_output_dir", "resume_from_checkpoint"}
+# Options that name a run or what it draws rather than change it: left out of the comparison.
+NAMING = {"output_dir", "run_name", "overwrite_output_dir", "resume_from_checkpoint", "plot_curves"}
 
 
 def read_run(run_dir):

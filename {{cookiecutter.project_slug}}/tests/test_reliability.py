@@ -350,7 +350,8 @@ def leave_free(disk, room):
 
 
 def size_of(directory):
-    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+    """The space `directory`'s files take on disk: whole blocks (pages on tmpfs) each."""
+    return sum(path.stat().st_blocks * 512 for path in directory.rglob("*") if path.is_file())
 
 
 def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finishes(
@@ -378,8 +379,8 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
 
     filler.unlink()
     running = start_train(out, overwrite_output_dir="true", **options)
-    while not checkpoint_dirs(out) and running.poll() is None:
-        time.sleep(0.003)
+    while not (out / "checkpoints" / "step-3").is_dir() and running.poll() is None:
+        time.sleep(0.003)  # appears complete, by a rename
     os.killpg(running.pid, signal.SIGSTOP)  # held still while the disk fills
     filler = leave_free(small_disk, 0)
     # The rest of the file's last page, in blank lines (every reader skips them): the next
