@@ -324,9 +324,11 @@ def start_run(cfg, accelerator, checkpoint, resumed_step):
             (output_dir / "config.yaml").write_text(to_yaml(cfg))
             record.write(cfg, accelerator, output_dir)
         except OSError as error:
-            full = no_space(error, output_dir)  # the sentence that names the last checkpoint
-            cannot = UsageError(f"Cannot write to output_dir {output_dir}: {error.strerror}.")
-            raise (full or cannot) from None
+            # A full disk: the sentence that names the last checkpoint.
+            cannot = no_space(error, output_dir) or UsageError(
+                f"Cannot write to output_dir {output_dir}: {error.strerror}."
+            )
+            raise cannot from None
     accelerator.wait_for_everyone()
     # Trackers reject None values.
     tracked = {name: str(value) if value is None else value for name, value in vars(cfg).items()}

@@ -158,14 +158,20 @@ def start_train(output_dir, processes=1, node=None, env=None, **options):
     )
 
 
-def wait_for_step(process, output_dir, step, timeout=300):
-    """Wait until metrics.jsonl shows `step`, or the process ends; True if the step was reached."""
+def wait_until(process, condition, timeout=300, poll=0.02):
+    """Wait until `condition()` is true, or the process ends; True if the condition was met."""
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
-        if any(r["step"] >= step for r in train_records(output_dir)):
+        if condition():
             return True
-        time.sleep(0.02)
+        time.sleep(poll)
     return False
+
+
+def wait_for_step(process, output_dir, step, timeout=300):
+    """Wait until metrics.jsonl shows `step`, or the process ends; True if the step was reached."""
+    reached = lambda: any(r["step"] >= step for r in train_records(output_dir))  # noqa: E731
+    return wait_until(process, reached, timeout)
 
 
 def kill_group(process, signum=signal.SIGKILL):

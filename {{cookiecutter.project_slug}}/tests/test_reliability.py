@@ -29,6 +29,7 @@ from conftest import (
     train_records,
     tree_digest,
     wait_for_step,
+    wait_until,
 )
 
 from checkpoints import check_intact, checkpoint_dirs, step_of
@@ -57,17 +58,14 @@ def open_paths(pid):
     return paths | {line.split(maxsplit=5)[-1] for line in maps if line.count(" ") >= 5}
 
 
-def kill_when(process, moment, delay=0.0, timeout=300):
+def kill_when(process, moment, delay=0.0):
     """SIGKILL the run's processes `delay` seconds after `moment()` is first true; False if the
     run ended before."""
-    deadline = time.time() + timeout
-    while process.poll() is None and time.time() < deadline:
-        if moment():
-            time.sleep(delay)
-            kill_group(process)
-            return True
-        time.sleep(0.003)
-    return False
+    if not wait_until(process, moment, poll=0.003):
+        return False
+    time.sleep(delay)
+    kill_group(process)
+    return True
 
 
 def newer_than(paths, moment):
@@ -201,8 +199,8 @@ def test_a_kill_while_tokenizing_leaves_no_cache_a_run_would_read(tmp_path):
         process = start_train(killed, env=env, **options)
         writing = lambda: cache_writes(cache, started)  # noqa: B023, E731
         assert kill_when(process, writing, rng.uniform(0, 0.3)), "the run ended first"
-        if writing():  # left unfinished: the kill came before its rename
-            kinds = {"tokens" if path.name.startswith("tmp") else "table" for path in writing()}
+        if left := writing():  # unfinished: the kill came before its rename
+            kinds = {"tokens" if path.name.startswith("tmp") else "table" for path in left}
             landed.append(" and ".join(sorted(kinds)))
         else:  # it landed after the writes: a fresh cache, so that the next run writes again
             shutil.rmtree(cache)
@@ -379,8 +377,8 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
 
     filler.unlink()
     running = start_train(out, overwrite_output_dir="true", **options)
-    while not (out / "checkpoints" / "step-3").is_dir() and running.poll() is None:
-        time.sleep(0.003)  # appears complete, by a rename
+    saved = lambda: (out / "checkpoints" / "step-3").is_dir()  # noqa: E731 (complete, by a rename)
+    wait_until(running, saved, poll=0.003)
     os.killpg(running.pid, signal.SIGSTOP)  # held still while the disk fills
     filler = leave_free(small_disk, 0)
     # The rest of the file's last page, in blank lines (every reader skips them): the next

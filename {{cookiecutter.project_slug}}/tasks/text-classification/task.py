@@ -97,8 +97,8 @@ def eval_metric_names(cfg):
 
 def prepare_datasets(cfg, raw, tokenizer):
     label = cfg.label_column_name
-    # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
     # data.py named rows without a label, and validation labels training lacks.
+    # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
     label_names = sorted(raw["train"].unique(label))
     label_ids = {name: i for i, name in enumerate(label_names)}
     if isinstance(raw["train"].features[label], datasets.ClassLabel):
