@@ -26,12 +26,14 @@ from benchmark import bake, run_one
 
 VARIANTS = {
     "as generated": [],
-    "per-tensor AdamW": [("optim.py", "fused=fused or None", "fused=None")],
-    "CPU memory handed back": [("train.py", "        keep_freed_cpu_memory()\n", "        pass\n")],
-    "evaluation in file order": [("data.py", 'if "input_ids" in eval_set.column_names:', "if False:")],
+    "per-tensor AdamW": [("trainkit/optim.py", "fused=fused or None", "fused=None")],
+    "CPU memory handed back": [
+        ("trainkit/processes.py", "    keep_freed_cpu_memory(accelerator.device)\n", "    pass\n")
+    ],
+    "evaluation in file order": [("trainkit/data.py", 'if "input_ids" in eval_set.column_names:', "if False:")],
     "large blocks mapped (64 MB threshold)": [
         (
-            "train.py",
+            "trainkit/processes.py",
             "libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets a mapping of its own",
             "libc.mallopt(-3, 64 * 2**20)  # M_MMAP_THRESHOLD: blocks from 64 MB get a mapping",
         ),

@@ -58,7 +58,7 @@ LOCKSTEP_PAIRS = (("train.py", "floor"), ("train.py", "Trainer"))
 # The custom task's row trains the MLP at a size tabular models are trained at (3 x 512 units,
 # batch 256), not the tests' 2 x 32 units: at ~1 ms an update measures only per-update overhead.
 CUSTOM_SHAPE = {"hidden_size": 512, "num_hidden_layers": 3, "dropout": 0.0}
-TASK_OPTIONS = {"custom": {"per_device_train_batch_size": 256, "config_name": "assets/custom/bench-model"}}
+TASK_OPTIONS = {"custom": {"per_device_train_batch_size": 256, "config_name": "assets/bench-model"}}
 SCALE = 20  # the cache check at scale: the bundled train split repeated 20 times
 SCALED, SCALED_WARM = f"train.py ({SCALE}x data)", f"train.py ({SCALE}x data, warm cache)"
 
@@ -532,13 +532,13 @@ def cache_at_scale(task, project, root, args, results, counter):
     are a large part of the cold time; at a realistic size the cache's saving shows."""
     data = root / f"data-{SCALE}x-{task}"
     data.mkdir()
-    rows = (project / f"assets/{task}/data/train.jsonl").read_text().splitlines(keepends=True)
+    rows = (project / "assets/data/train.jsonl").read_text().splitlines(keepends=True)
     if task == "image-classification":  # image paths count from the data file's folder: absolute here
-        images = project / f"assets/{task}/data"
+        images = project / "assets/data"
         rows = [json.dumps({**row, "image": str(images / row["image"])}) + "\n" for row in map(json.loads, rows)]
     (data / "train.jsonl").write_text("".join(rows * SCALE))
     extra = {
-        "train_file": data / "train.jsonl", "validation_file": project / f"assets/{task}/data/validation.jsonl",
+        "train_file": data / "train.jsonl", "validation_file": project / "assets/data/validation.jsonl",
         "warmup_steps": 0, "logging_steps": 1,
     }  # fmt: skip
     for repeat in range(min(3, args.repeats)):

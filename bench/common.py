@@ -55,7 +55,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     for flag in ("torch_compile", "packing", "do_eval"):
         setattr(args, flag, getattr(args, flag) == "true")
-    args.model_dir = args.model_name_or_path or args.config_name or f"assets/{args.task}/tiny-model"
+    args.model_dir = args.model_name_or_path or args.config_name or "assets/tiny-model"
     return args
 
 
@@ -78,7 +78,7 @@ def load_tokenizer(args):
 
 def prepare_data(args, tokenizer):
     """train and validation splits, tokenized exactly as task.py does (cached by datasets)."""
-    files = {split: f"assets/{args.task}/data/{split}.jsonl" for split in ("train", "validation")}
+    files = {split: f"assets/data/{split}.jsonl" for split in ("train", "validation")}
     files["train"] = args.train_file or files["train"]
     files["validation"] = args.validation_file or files["validation"]
     raw = datasets.load_dataset("json", data_files=files)

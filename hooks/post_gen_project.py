@@ -1,16 +1,21 @@
-"""Lay the chosen task over the project, fit it to the user's data, remove what the answers
-exclude, and say what to run next.
+"""Lay the chosen task over the project, fit it to the user's answers and data, remove what the
+answers exclude, and say what to run next.
 
 Runs inside the generated project. Each task lives in the template as one folder,
 tasks/<task>/, holding task.py (its data, model, loss and metrics, against the contract at the
-top of that file), its tests and any files only it needs. The chosen folder is moved into the
-project root and the rest removed; what several tasks share (pretrained.py, lm_loss.py, the
-metric modules under metrics/) stays only where task.py uses it, so the project holds one task
-and no dead code.
+top of that file), its tests, the kit modules only it needs (under trainkit/) and any file of
+its own (model.py, chat.py). The chosen folder is merged into the project root and the rest
+removed; what several tasks share (trainkit/pretrained.py, trainkit/lm_loss.py, the metric
+modules under metrics/) stays only where task.py uses it, so the project holds one task and no
+dead code. The task's assets/<task>/ becomes assets/, the path config.py names.
 
-A local data file (the `dataset` answer) must exist; a relative path counts from the folder the
-project is created in. Its header decides the default text and label columns (answers
-text_column and label_column, 'auto' to detect), written into task.py's options.
+The answers come from the project's .cookiecutter.json, not from Jinja, so this file is plain
+Python that lints as it stands. They become the defaults of config.py's options (model, data,
+mixed precision, tracker): config.py in the template holds the bundled tiny model and sample,
+and this hook replaces a default only where an answer differs. A local data file (the `dataset`
+answer) must exist; a relative path counts from the folder the project is created in. Its header
+decides the default text and label columns (answers text_column and label_column, 'auto' to
+detect), written into task.py's options.
 
 Self-contained on purpose: cookiecutter runs a hook as a standalone script, so it cannot import
 sibling modules (cookiecutter #824). Optional directories are removed here because an empty
@@ -26,29 +31,66 @@ import shlex
 import shutil
 import sys
 
-TASK = {{ cookiecutter.task | tojson }}
-INCLUDE_CI = {{ cookiecutter.include_ci_workflow | tojson }} == "yes"
-DATASET = {{ cookiecutter.dataset | tojson }}
-ANSWERS = {
-    "text_column": {{ cookiecutter.text_column | tojson }},
-    "label_column": {{ cookiecutter.label_column | tojson }},
-}
-DATA_EXTENSIONS = tuple({{ cookiecutter._data_files | tojson }})
+with open(".cookiecutter.json", encoding="utf-8") as answers_file:
+    ANSWERS = json.load(answers_file)
+TASK = ANSWERS["task"]
+INCLUDE_CI = ANSWERS["include_ci_workflow"] == "yes"
+DATASET = ANSWERS["dataset"]
+DATA_EXTENSIONS = tuple(ANSWERS["_data_files"])
 # Column names that usually hold the text, and the labels; the first one present is taken.
-TEXT_NAMES = ("text", "sentence", "content", "review", "document", "body", "comment", "tweet",
-              "question", "prompt", "input", "utterance", "description", "title", "tokens", "words")
-LABEL_NAMES = ("label", "labels", "class", "category", "sentiment", "target", "y", "stars",
-               "rating", "intent", "topic", "tag", "ner_tags", "tags", "pos_tags", "chunk_tags",
-               "summary", "highlights", "abstract", "headline", "translation")
+TEXT_NAMES = (
+    "text",
+    "sentence",
+    "content",
+    "review",
+    "document",
+    "body",
+    "comment",
+    "tweet",
+    "question",
+    "prompt",
+    "input",
+    "utterance",
+    "description",
+    "title",
+    "tokens",
+    "words",
+)
+LABEL_NAMES = (
+    "label",
+    "labels",
+    "class",
+    "category",
+    "sentiment",
+    "target",
+    "y",
+    "stars",
+    "rating",
+    "intent",
+    "topic",
+    "tag",
+    "ner_tags",
+    "tags",
+    "pos_tags",
+    "chunk_tags",
+    "summary",
+    "highlights",
+    "abstract",
+    "headline",
+    "translation",
+)
 SOURCE_NAMES = ("document", "article", "source", "text", "input", "content", "dialogue")
 IMAGE_NAMES = ("image", "img", "picture", "photo", "image_path", "path", "file", "filename")
 # Which task option each answer sets (seq2seq names them as run_summarization.py does); a task
 # without the option ignores the answer.
-OPTIONS = {"text_column": [("text_column_name", TEXT_NAMES, "text"),
-                           ("text_column", SOURCE_NAMES, "source text"),
-                           ("image_column_name", IMAGE_NAMES, "images")],
-           "label_column": [("label_column_name", LABEL_NAMES, "labels"),
-                            ("summary_column", LABEL_NAMES, "target text")]}
+OPTIONS = {
+    "text_column": [
+        ("text_column_name", TEXT_NAMES, "text"),
+        ("text_column", SOURCE_NAMES, "source text"),
+        ("image_column_name", IMAGE_NAMES, "images"),
+    ],
+    "label_column": [("label_column_name", LABEL_NAMES, "labels"), ("summary_column", LABEL_NAMES, "target text")],
+}
 
 
 def stop(sentence):
@@ -107,14 +149,14 @@ def choose_column(question, columns, names, what):
 
 
 def remove_what_the_task_does_not_use():
-    """Shared modules stay only where task.py or train.py uses them: pretrained.py (transformers
-    models), lm_loss.py (language models' loss), streaming.py (causal-lm's streaming=true) and
-    the metric modules under metrics/ that its options name."""
-    with open("task.py", encoding="utf-8") as stream, open("train.py", encoding="utf-8") as loop:
-        source = stream.read() + loop.read()
-    for module in ("pretrained", "lm_loss", "streaming"):
-        if f"import {module}\n" not in source:
-            os.remove(f"{module}.py")
+    """Shared modules stay only where task.py imports them: trainkit/pretrained.py (transformers
+    models), trainkit/lm_loss.py (language models' loss), and the metric modules under metrics/
+    that its options name."""
+    with open("task.py", encoding="utf-8") as stream:
+        source = stream.read()
+    for module in ("pretrained", "lm_loss"):
+        if not re.search(rf"^from trainkit import [\w, ]*\b{module}\b", source, re.MULTILINE):
+            os.remove(os.path.join("trainkit", f"{module}.py"))
             if os.path.exists(f"tests/test_{module}.py"):
                 os.remove(f"tests/test_{module}.py")
     for name in os.listdir("metrics"):
@@ -122,6 +164,36 @@ def remove_what_the_task_does_not_use():
             shutil.rmtree(os.path.join("metrics", name))
     if not os.listdir("metrics"):
         os.rmdir("metrics")
+
+
+def set_default(source, option, value):
+    """`source` (config.py) with the default of `option` replaced by the literal `value`."""
+    declaration = re.compile(rf"(\n    {option}: [^\n]*= option\(\s*)([^,\n]+),")
+    if not declaration.search(source):
+        stop(f"config.py declares no option {option}; the template is broken.")
+    literal = "None" if value is None else json.dumps(value)  # JSON strings are Python's too
+    return declaration.sub(lambda match: match.group(1) + literal + ",", source, count=1)
+
+
+def write_answers_into_config():
+    """The answers that differ from the bundled tiny model and sample, as config.py's defaults.
+    A relative data file counts from the folder the project was created in: its parent."""
+    with open("config.py", encoding="utf-8") as stream:
+        source = stream.read()
+    if ANSWERS["model"] != "tiny":
+        source = set_default(source, "model_name_or_path", ANSWERS["model"])
+    if DATASET != "sample":
+        source = set_default(source, "validation_file", None)
+        if DATASET.endswith(DATA_EXTENSIONS):
+            path = DATASET if os.path.isabs(DATASET) else "../" + DATASET
+            source = set_default(source, "train_file", path)
+        else:
+            source = set_default(source, "train_file", None)
+            source = set_default(source, "dataset_name", DATASET)
+    source = set_default(source, "mixed_precision", ANSWERS["mixed_precision"])
+    source = set_default(source, "report_to", ANSWERS["tracker"])
+    with open("config.py", "w", encoding="utf-8") as stream:
+        stream.write(source)
 
 
 def fit_task_to_data():
@@ -153,14 +225,16 @@ if __name__ == "__main__":
     if not os.path.isdir(os.path.join("tasks", TASK)):
         tasks = ", ".join(sorted(os.listdir("tasks")))
         stop(f"The answer task={TASK!r} is not allowed; choose one of {tasks}.")
+    TASKS = os.listdir("tasks")
     move_tree(os.path.join("tasks", TASK), ".")
     shutil.rmtree("tasks")
     remove_what_the_task_does_not_use()
-    for other in os.listdir("assets"):
-        if other != TASK:
-            shutil.rmtree(os.path.join("assets", other))
+    move_tree(os.path.join("assets", TASK), "assets")
+    for folder in TASKS:
+        shutil.rmtree(os.path.join("assets", folder))
     if not INCLUDE_CI:
         shutil.rmtree(".github")
+    write_answers_into_config()
     fit_task_to_data()
     print(
         f"\nCreated {os.getcwd()}\nNext steps:\n"

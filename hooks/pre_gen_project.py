@@ -28,9 +28,13 @@ ANSWERS = {
     "include_ci_workflow": {{ cookiecutter.include_ci_workflow | tojson }},
 }
 
-# Repeated from cookiecutter.json: a replay file or a hand-edited context can hold anything. The
-# task is checked by the post-generation hook, against the template's tasks/ folders.
+# Repeated from cookiecutter.json (tests/test_structure.py checks they agree): a replay file or a
+# hand-edited context can hold anything, and an unknown task would fail while files render.
 CHOICES = {
+    "task": (
+        "causal-lm", "custom", "image-classification", "seq2seq", "sft", "text-classification",
+        "token-classification",
+    ),  # fmt: skip
     "mixed_precision": ("no", "bf16", "fp16"),
     "tracker": ("none", "tensorboard", "wandb", "mlflow"),
     "include_ci_workflow": ("yes", "no"),

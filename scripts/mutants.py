@@ -54,7 +54,7 @@ LOOP_MUTANTS = [
     ),
     (
         "the data loader seeds its workers from the global RNG",
-        "train.py",
+        "trainkit/batching.py",
         "loader = DataLoader(train_set, batch_sampler=remaining, generator=generator, **loading)",
         "loader = DataLoader(train_set, batch_sampler=remaining, **loading)",
         "test_resume_after_sigkill_is_bit_identical",
@@ -68,7 +68,7 @@ LOOP_MUTANTS = [
     ),
     (
         "resume replays its epoch from the start",
-        "train.py",
+        "trainkit/batching.py",
         "remaining = batches[state.batches_done :]",
         "remaining = batches",
         "test_resume_after_sigkill_is_bit_identical",
@@ -98,21 +98,21 @@ LOOP_MUTANTS = [
 LOOP_MUTANTS += [
     (
         "every group at the base rate: layer-wise decay and the head's rate ignored",
-        "train.py",
+        "trainkit/optim.py",
         'group["lr"] = learning_rate * group["lr_scale"]',
         'group["lr"] = learning_rate',
         "test_each_parameter_group_runs_at_its_scale_of_the_schedule",
     ),
     (
         "resume leaves the adapters as initialised (lora.py)",
-        "lora.py",
+        "trainkit/lora.py",
         "model.load_state_dict({names[k]: v for k, v in state_dict.items()}, strict=False)",
         "pass",
         "test_resume_after_sigkill_is_bit_identical_with_adapters",
     ),
     (
         "checkpoints keep the frozen weights too (lora.py)",
-        "lora.py",
+        "trainkit/lora.py",
         "state_dict.clear()",
         "pass",
         "test_resume_after_sigkill_is_bit_identical_with_adapters",
@@ -147,7 +147,7 @@ TASK_MUTANTS = {
     "image-classification": [
         (
             "augmentation drawn from an unseeded generator",
-            "images.py",
+            "trainkit/images.py",
             "rng = np.random.default_rng([cfg.data_seed, epoch, index])",
             "rng = np.random.default_rng()",
             "test_resume_after_sigkill_is_bit_identical",
@@ -163,21 +163,21 @@ TASK_MUTANTS = {
         ),
         (
             "positions run on across a packed row's documents",
-            "packing.py",
+            "trainkit/packing.py",
             'row["position_ids"] += list(range(len(document["input_ids"])))',
             'row["position_ids"] += list(range(len(row["position_ids"]), len(row["input_ids"])))',
             "test_packed_rows_give_every_token_the_loss_of_its_document_alone",
         ),
         (
             "the prompt's tokens are trained on",
-            "formats.py",
+            "trainkit/formats.py",
             "mask = [0 if completion_only else 1] * len(prompt_ids) + [1] * len(answer)",
             "mask = [1] * len(prompt_ids) + [1] * len(answer)",
             "test_masked_tokens_get_zero_gradient_and_the_loss_is_the_mean_over_answers",
         ),
         (
             "packing drops the assistant mask (trl#3728)",
-            "packing.py",
+            "trainkit/packing.py",
             'row["loss_mask"] += document["loss_mask"]',
             'row["loss_mask"] += [1] * len(document["loss_mask"])',
             "test_assistant_only_loss_trains_on_the_answers_even_when_packed",

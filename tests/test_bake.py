@@ -15,7 +15,9 @@ from conftest import DEFAULTS, TEMPLATE, offline_env, tool, write_data_file
 LOCAL_MODEL = "<local model dir>"  # replaced by a real directory made in the local_model fixture
 LOCAL_DATA = "<local data file>"  # replaced by an absolute path made in the local_data fixture
 TASKS = tuple(DEFAULTS["task"])
-MODULES = ("train.py", "config.py", "cli.py", "checkpoints.py", "data.py", "optim.py", "lora.py", "task.py")
+MODULES = ("train.py", "config.py", "task.py", "predict.py", "tune.py") + tuple(
+    f"trainkit/{name}.py" for name in ("__init__", "cli", "checkpoints", "data", "optim", "lora", "batching")
+)
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 # Together these cover every task, every tracker, every mixed_precision, CI yes and no, the tiny
@@ -111,7 +113,10 @@ def case(request, bake, local_model, local_data):
     """(answers as given, all answers with defaults filled in, generated project path)."""
     placeholders = {LOCAL_MODEL: local_model, LOCAL_DATA: local_data}
     given = {key: placeholders.get(value, value) for key, value in CASES[request.param].items()}
-    answers = {key: value[0] if isinstance(value, list) else value for key, value in DEFAULTS.items()}
+    answers = {
+        key: value[0] if isinstance(value, list) and not key.startswith("_") else value
+        for key, value in DEFAULTS.items()
+    }
     answers.update(given)
     if "project_slug" not in given:
         answers["project_slug"] = answers["project_name"].lower().strip().replace(" ", "_").replace("-", "_")
@@ -124,10 +129,14 @@ def data_source(dataset):
     return "file" if dataset.endswith(tuple(DEFAULTS["_data_files"])) else "hub"
 
 
-def generated_config(project, code="print(json.dumps(dataclasses.asdict(train.Config())))"):
-    """Run code in a fresh interpreter inside the project, with its train.py imported."""
+def generated_config(project, code="print(json.dumps(dataclasses.asdict(Config())))"):
+    """Run code in a fresh interpreter inside the project, with its Config and parser imported."""
     result = subprocess.run(
-        [sys.executable, "-c", f"import dataclasses, json, cli, train\n{code}"],
+        [
+            sys.executable,
+            "-c",
+            f"import dataclasses, json\nfrom config import Config\nfrom trainkit import cli\n{code}",
+        ],
         cwd=project,
         capture_output=True,
         text=True,
@@ -164,15 +173,18 @@ def test_files_match_answers(case):
     assert f'NAME = "{task}"' in (project / "task.py").read_text()
     assert (project / "configs" / "default.yaml").is_file()
     assert (project / "configs" / "debug.yaml").is_file()
-    assert (project / "assets" / task / "tiny-model" / "config.json").is_file()
-    assert (project / "assets" / task / "data" / "train.jsonl").is_file()
-    assert sorted(p.name for p in (project / "assets").iterdir()) == [task]
-    assert (project / "conll.py").is_file() == (task == "token-classification")
-    assert (project / "images.py").is_file() == (task == "image-classification")
-    assert (project / "packing.py").is_file() == (project / "chat.py").is_file() == (task == "sft")
+    assert (project / "assets" / "tiny-model" / "config.json").is_file()
+    assert (project / "assets" / "data" / "train.jsonl").is_file()
+    assert sorted(p.name for p in (project / "assets").iterdir()) == ["data", "tiny-model"]
+    kit = project / "trainkit"
+    assert (kit / "conll.py").is_file() == (task == "token-classification")
+    assert (kit / "images.py").is_file() == (task == "image-classification")
+    assert (kit / "packing.py").is_file() == (project / "chat.py").is_file() == (task == "sft")
+    assert (kit / "streaming.py").is_file() == (task == "causal-lm")
+    assert (kit / "lm_loss.py").is_file() == (task in ("causal-lm", "sft"))
     # A model of your own (model.py) instead of a transformers one (pretrained.py).
     assert (project / "model.py").is_file() == (task == "custom")
-    assert (project / "pretrained.py").is_file() == (task != "custom")
+    assert (kit / "pretrained.py").is_file() == (task != "custom")
     metrics = {
         "text-classification": "classification",
         "token-classification": "seqeval",
@@ -205,7 +217,7 @@ def test_pyproject_matches_answers(case):
     assert {"torch", "transformers", "accelerate", "datasets", "evaluate"} <= names
     wanted = TRACKER_PACKAGES.get(answers["tracker"])
     assert names & set(TRACKER_PACKAGES.values()) == ({wanted} if wanted else set())
-    assert "ruff" in pyproject["tool"]
+    assert (project / "ruff.toml").is_file()
 
 
 def test_config_defaults_match_answers(case):
@@ -213,14 +225,14 @@ def test_config_defaults_match_answers(case):
     task, source = answers["task"], data_source(answers["dataset"])
     cfg = json.loads(generated_config(project))
     assert cfg["model_name_or_path"] == (None if answers["model"] == "tiny" else answers["model"])
-    assert cfg["config_name"] == f"assets/{task}/tiny-model"
+    assert cfg["config_name"] == "assets/tiny-model"
     assert cfg["dataset_name"] == (answers["dataset"] if source == "hub" else None)
     dataset = answers["dataset"]
     # A relative answer counts from the folder the project is created in, the project's parent.
     local = dataset if dataset.startswith("/") else f"../{dataset}"
-    train_file = {"sample": f"assets/{task}/data/train.jsonl", "file": local, "hub": None}
+    train_file = {"sample": "assets/data/train.jsonl", "file": local, "hub": None}
     assert cfg["train_file"] == train_file[source]
-    assert cfg["validation_file"] == (f"assets/{task}/data/validation.jsonl" if source == "sample" else None)
+    assert cfg["validation_file"] == ("assets/data/validation.jsonl" if source == "sample" else None)
     assert cfg["mixed_precision"] == answers["mixed_precision"]
     assert cfg["report_to"] == answers["tracker"]
     assert ("block_size" in cfg) == (task == "causal-lm")
@@ -242,9 +254,9 @@ def test_defaults_and_shipped_configs_pass_validation(case):
     _, _, project = case
     generated_config(
         project,
-        "cli.parse_args([], train.Config)\n"
-        "cli.parse_args(['--config', 'configs/default.yaml'], train.Config)\n"
-        "cli.parse_args(['--config', 'configs/debug.yaml'], train.Config)",
+        "cli.parse_args([], Config)\n"
+        "cli.parse_args(['--config', 'configs/default.yaml'], Config)\n"
+        "cli.parse_args(['--config', 'configs/debug.yaml'], Config)",
     )
 
 
@@ -311,7 +323,7 @@ def test_choices_through_the_cli_take_effect(bake):
     project = bake(include_ci_workflow="no", task="text-classification")
     assert not (project / ".github").exists()
     assert (project / "metrics").is_dir()
-    assert sorted(p.name for p in (project / "assets").iterdir()) == ["text-classification"]
+    assert sorted(p.name for p in (project / "assets").iterdir()) == ["data", "tiny-model"]
     assert 'NAME = "text-classification"' in (project / "task.py").read_text()
     recorded = json.loads((project / ".cookiecutter.json").read_text())
     assert (recorded["task"], recorded["include_ci_workflow"]) == ("text-classification", "no")

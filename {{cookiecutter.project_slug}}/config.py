@@ -1,50 +1,36 @@
-{% set extension = "." ~ cookiecutter.dataset.rsplit(".", 1)[-1] %}
-{% set source = "sample" if cookiecutter.dataset == "sample" else ("file" if extension in cookiecutter._data_files else "hub") %}
-"""The loop's options, each declared once, and the checks of combinations that cannot work.
+"""Your options: the loop's, declared here one line each, joined with your task's (task.py) into
+the Config every command reads. Change a default, add an option (and use it in train.py), or add
+a check of a combination that cannot work; that is all a new option needs.
 
 One line per option: its type (a `Literal[...]` lists the choices), default, help and bounds;
---help, type checks, choices and bounds derive from it (cli.py reads YAML files and the command
-line). task.py declares the task's options the same way. Names follow transformers'
-TrainingArguments where the concept is the same, so Trainer habits carry over.
-
-Why a parser of our own (cli.py, about 150 lines) and not a library: transformers'
-HfArgumentParser reads one YAML file or the command line, not files layered with overrides, and
-argparse under it silently accepts abbreviations (`--learn` sets learning_rate) and answers
-errors with usage blocks; tyro and jsonargparse layer files well but add a dependency, nested
-flag syntax and multi-line error reports. What users need here (layered YAML, `--k v`, typo
-hints, one-sentence errors, --help) is small enough to own and read.
+--help, type checks, choices and bounds derive from it (trainkit/cli.py reads YAML files and the
+command line). Names follow transformers' TrainingArguments where the concept is the same, so
+Trainer habits carry over.
 """
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 
-
-class UsageError(Exception):
-    """A problem the user can fix; train.py prints its one-sentence message and exits with 2."""
-
-
-def option(default, help, *, at_least=None, above=None, below=None, path=False):
-    """One option: its default, one line of help, the bounds of its value (inclusive `at_least`,
-    exclusive `above` and `below`), and whether its default is a path in the project."""
-    bounds = {"at_least": at_least, "above": above, "below": below}
-    return field(default=default, metadata={"help": help, "path": path, **bounds})
+import task
+from trainkit.options import UsageError, option
 
 
 @dataclass
 class LoopOptions:
+    """The loop's options. Defaults are the bundled tiny model and sample (the generator wrote
+    your answers here); configs/*.yaml and the command line override them."""
+
     # --- model -------------------------------------------------------------------------------
     model_name_or_path: str | None = option(
-        {{ "None" if cookiecutter.model == "tiny" else cookiecutter.model | tojson }},
+        None,
         "Pretrained weights: a hub id or a local directory. Empty: train from config_name.",
     )
     config_name: str | None = option(
-        "assets/{{ cookiecutter.task }}/tiny-model",
+        "assets/tiny-model",
         "Model config (hub id or directory) to build a fresh model from, without weights.",
         path=True,
     )
@@ -54,24 +40,17 @@ class LoopOptions:
     torch_compile: bool = option(False, "Compile the model with torch.compile.")
     # --- data --------------------------------------------------------------------------------
     dataset_name: str | None = option(
-        {{ cookiecutter.dataset | tojson if source == "hub" else "None" }},
+        None,
         "A dataset on the hub (or a local dataset directory). Overrides train_file.",
     )
     dataset_config_name: str | None = option(None, "The dataset's configuration name, if any.")
     train_file: str | None = option(
-{% if source == "sample" %}
-        "assets/{{ cookiecutter.task }}/data/train.jsonl",
-{% elif source == "file" %}
-        {# A relative answer counts from the folder the project was created in: its parent. #}
-        {{ (cookiecutter.dataset if cookiecutter.dataset.startswith("/") else "../" ~ cookiecutter.dataset) | tojson }},
-{% else %}
-        None,
-{% endif %}
-        "Local training file: {{ cookiecutter._data_files | join(', ') }}.",
+        "assets/data/train.jsonl",
+        "Local training file: .csv, .json, .jsonl, .parquet, .txt.",
         path=True,
     )
     validation_file: str | None = option(
-        {{ ('"assets/' ~ cookiecutter.task ~ '/data/validation.jsonl"') if source == "sample" else "None" }},
+        "assets/data/validation.jsonl",
         "Local validation file; without one, validation_split_percentage of train is held out.",
         path=True,
     )
@@ -112,7 +91,7 @@ class LoopOptions:
     lr_num_cycles: int = option(1, "Hard restarts for cosine_with_restarts.", above=0)
     lr_end: float = option(1e-7, "Final rate of the polynomial schedule.", at_least=0)
     lr_power: float = option(1.0, "Power of the polynomial schedule.")
-    mixed_precision: Literal["no", "fp16", "bf16"] = option("{{ cookiecutter.mixed_precision }}", "bf16 needs recent hardware.")
+    mixed_precision: Literal["no", "fp16", "bf16"] = option("no", "bf16 needs recent hardware.")
     on_nonfinite: Literal["stop", "skip"] = option(
         "stop", "NaN/inf loss or grad norm: stop the run, or skip the update (a sync per update)."
     )
@@ -147,7 +126,7 @@ class LoopOptions:
     logging_steps: int = option(10, "Log every N updates (loss: their mean).", above=0)
     peak_tflops: float | None = option(None, "One device's peak TFLOP/s: logs mfu.", above=0)
     report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = option(
-        "{{ cookiecutter.tracker }}", "Experiment tracker; metrics.jsonl is always written."
+        "none", "Experiment tracker; metrics.jsonl is always written."
     )
     run_name: str | None = option(None, "Run name for the tracker; defaults to output_dir's name.")
     plot_curves: bool = option(True, "Draw curves.png at the end (matplotlib; about 1.5 s).")
@@ -162,79 +141,68 @@ class LoopOptions:
     data_seed: int | None = option(None, "Seed for data order; defaults to seed.")
     debug: bool = option(False, "Show full tracebacks instead of one-sentence errors.")
 
+    def check(self):
+        """Reject combinations of options that cannot work, one sentence each (cli.py calls it once
+        the values are within their bounds)."""
+        if not math.isfinite(self.learning_rate):
+            raise UsageError("Option learning_rate must be a finite number.")
+        if self.merge_adapter and not self.use_peft:
+            raise UsageError("merge_adapter merges LoRA adapters: set use_peft=true.")
+        if self.load_in_4bit and not self.use_peft:
+            raise UsageError("load_in_4bit freezes the weights in 4 bits: set use_peft=true.")
+        if self.load_in_4bit and self.merge_adapter:
+            raise UsageError("merge_adapter would merge into rounded 4-bit weights (load_in_4bit).")
+        if self.load_in_4bit and not torch.cuda.is_available():
+            raise UsageError("load_in_4bit needs a CUDA GPU (for bitsandbytes); none is here.")
+        if self.head_learning_rate is not None and self.learning_rate == 0:
+            raise UsageError(
+                "head_learning_rate needs learning_rate above 0: it is scaled from it."
+            )
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise UsageError("Option max_steps must be positive, or -1 to use num_train_epochs.")
+        if self.max_steps == -1 and self.num_train_epochs == 0:
+            raise UsageError("Option num_train_epochs must be positive when max_steps is -1.")
+        if self.max_steps > 0 and self.warmup_steps >= self.max_steps:
+            raise UsageError("Option warmup_steps must be smaller than max_steps.")
+        if not (self.model_name_or_path or self.config_name):
+            raise UsageError("Set model_name_or_path (pretrained) or config_name (from scratch).")
+        if not (self.dataset_name or self.train_file):
+            raise UsageError("Set dataset_name (hub) or train_file (local file).")
+        if self.eval_strategy == "no" and (
+            self.load_best_model_at_end or self.early_stopping_patience
+        ):
+            raise UsageError(
+                "Set eval_strategy for load_best_model_at_end or early_stopping_patience."
+            )
+        if self.load_best_model_at_end and self.save_strategy != self.eval_strategy:
+            raise UsageError("load_best_model_at_end needs save_strategy equal to eval_strategy.")
+        steps_apart = self.save_strategy == "steps" and self.save_steps % self.eval_steps
+        if self.load_best_model_at_end and steps_apart:
+            raise UsageError(
+                "load_best_model_at_end needs save_steps to be a multiple of eval_steps."
+            )
+        if not self.metric_for_best_model.startswith("eval_"):
+            raise UsageError(
+                "Option metric_for_best_model must name an eval_ metric, e.g. eval_loss."
+            )
+        if self.lr_scheduler_type == "constant" and (self.warmup_steps or self.warmup_ratio):
+            raise UsageError("lr_scheduler_type=constant has no warmup; use constant_with_warmup.")
+        if self.mixed_precision == "fp16" and self.optim == "adafactor":
+            raise UsageError(
+                "optim=adafactor does not support mixed_precision=fp16; use bf16 or no."
+            )
 
-def bounds_problem(value, meta):
-    """What is wrong with a number given its declared bounds, or None."""
-    low, above, below = meta["at_least"], meta["above"], meta["below"]
-    if above is not None and not value > above:
-        return "must be positive" if above == 0 else f"must be above {above}"
-    if low is not None and not value >= low:
-        return "must not be negative" if low == 0 else f"must be at least {low}"
-    if below is not None and not value < below:
-        return f"must be below {below}"
-    return None
-
-
-def check(cfg):
-    """Reject values out of their bounds and combinations that cannot work, one sentence each."""
-    for spec in dataclasses.fields(cfg):
-        value = getattr(cfg, spec.name)
-        if value is not None and (problem := bounds_problem(value, spec.metadata)):
-            raise UsageError(f"Option {spec.name} {problem}, got {value}.")
-    if not math.isfinite(cfg.learning_rate):
-        raise UsageError("Option learning_rate must be a finite number.")
-    if cfg.merge_adapter and not cfg.use_peft:
-        raise UsageError("merge_adapter merges LoRA adapters: set use_peft=true.")
-    if cfg.load_in_4bit and not cfg.use_peft:
-        raise UsageError("load_in_4bit freezes the weights in 4 bits: set use_peft=true.")
-    if cfg.load_in_4bit and cfg.merge_adapter:
-        raise UsageError("merge_adapter would merge into rounded 4-bit weights (load_in_4bit).")
-    if cfg.load_in_4bit and not torch.cuda.is_available():
-        raise UsageError("load_in_4bit needs a CUDA GPU (for bitsandbytes); none is here.")
-    if cfg.head_learning_rate is not None and cfg.learning_rate == 0:
-        raise UsageError("head_learning_rate needs learning_rate above 0: it is scaled from it.")
-    if cfg.max_steps == 0 or cfg.max_steps < -1:
-        raise UsageError("Option max_steps must be positive, or -1 to use num_train_epochs.")
-    if cfg.max_steps == -1 and cfg.num_train_epochs == 0:
-        raise UsageError("Option num_train_epochs must be positive when max_steps is -1.")
-    if cfg.max_steps > 0 and cfg.warmup_steps >= cfg.max_steps:
-        raise UsageError("Option warmup_steps must be smaller than max_steps.")
-    if not (cfg.model_name_or_path or cfg.config_name):
-        raise UsageError("Set model_name_or_path (pretrained) or config_name (from scratch).")
-    if not (cfg.dataset_name or cfg.train_file):
-        raise UsageError("Set dataset_name (hub) or train_file (local file).")
-    if cfg.eval_strategy == "no" and (cfg.load_best_model_at_end or cfg.early_stopping_patience):
-        raise UsageError("Set eval_strategy for load_best_model_at_end or early_stopping_patience.")
-    if cfg.load_best_model_at_end and cfg.save_strategy != cfg.eval_strategy:
-        raise UsageError("load_best_model_at_end needs save_strategy equal to eval_strategy.")
-    steps_apart = cfg.save_strategy == "steps" and cfg.save_steps % cfg.eval_steps
-    if cfg.load_best_model_at_end and steps_apart:
-        raise UsageError("load_best_model_at_end needs save_steps to be a multiple of eval_steps.")
-    if not cfg.metric_for_best_model.startswith("eval_"):
-        raise UsageError("Option metric_for_best_model must name an eval_ metric, e.g. eval_loss.")
-    if cfg.lr_scheduler_type == "constant" and (cfg.warmup_steps or cfg.warmup_ratio):
-        raise UsageError("lr_scheduler_type=constant has no warmup; use constant_with_warmup.")
-    if cfg.mixed_precision == "fp16" and cfg.optim == "adafactor":
-        raise UsageError("optim=adafactor does not support mixed_precision=fp16; use bf16 or no.")
-
-
-def check_metric_for_best_model(cfg, names):
-    """Checked before training, not at the first evaluation hours later."""
-    if cfg.metric_for_best_model not in names:
-        name = cfg.metric_for_best_model
-        raise UsageError(f"metric_for_best_model {name} is not one of {', '.join(names)}.")
-
-
-def fill_derived_defaults(cfg):
-    """Options whose default depends on another option."""
-    if cfg.greater_is_better is None:
-        cfg.greater_is_better = not cfg.metric_for_best_model.endswith("loss")
-    if cfg.data_seed is None:
-        cfg.data_seed = cfg.seed
-    if cfg.run_name is None:
-        cfg.run_name = Path(cfg.output_dir).name
-    return cfg
+    def fill_derived_defaults(self):
+        """Options whose default depends on another option."""
+        if self.greater_is_better is None:
+            self.greater_is_better = not self.metric_for_best_model.endswith("loss")
+        if self.data_seed is None:
+            self.data_seed = self.seed
+        if self.run_name is None:
+            self.run_name = Path(self.output_dir).name
+        return self
 
 
-def to_yaml(cfg):
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+@dataclass
+class Config(task.Options, LoopOptions):
+    """Every option: the loop's (above) and the task's (task.py)."""

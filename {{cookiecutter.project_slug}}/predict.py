@@ -27,12 +27,12 @@ import torch
 from accelerate.utils import gather_object
 from torch.utils.data import DataLoader
 
-import cli
-import data
-import lora
 import task
-from config import UsageError
-from train import Config, evaluate, start_processes
+from config import Config
+from train import evaluate
+from trainkit import cli, data, lora
+from trainkit.options import UsageError
+from trainkit.processes import start_processes
 
 
 def run_config(target):
@@ -62,7 +62,7 @@ def load_model(cfg, target, checkpoint, accelerator, tokenizer, model_config):
     data, read as the run read it (the custom task's feature statistics come from it too)."""
     adapter = (target / "adapter_config.json").is_file()
     if checkpoint or adapter:
-        label_names = data.load_datasets(cfg, accelerator, tokenizer)[2]
+        label_names = data.load_datasets(cfg, accelerator, tokenizer, task)[2]
     else:
         label_names = label_names_of(model_config)
     model = task.build_model(cfg, model_config, label_names)
@@ -84,14 +84,15 @@ def read_inputs(path):
     if path.suffix == ".txt":
         return [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
     # As a train split: data.py reads it the way it reads training data.
-    rows = data.load_files({"train": ("input", str(path))}, {"train": f"input {path}"})["train"]
+    sources = {"train": f"input {path}"}
+    rows = data.load_files({"train": ("input", str(path))}, sources, task.FILE_READERS)["train"]
     return list(rows)
 
 
 def scores(cfg, accelerator, model, tokenizer):
     """The run's evaluation of the input file; None when it lacks a column evaluation reads."""
     try:
-        _, eval_set, label_names = data.load_datasets(cfg, accelerator, tokenizer)
+        _, eval_set, label_names = data.load_datasets(cfg, accelerator, tokenizer, task)
     except UsageError as error:
         if "is not in" in str(error):  # data.py's sentence for a missing column
             return None

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import yaml
 
-import plots
-from cli import parse_args
-from config import UsageError
-from train import Config
+from config import Config
+from trainkit import plots
+from trainkit.cli import parse_args
+from trainkit.options import UsageError
 
 PROJECT = Path(__file__).resolve().parent
 

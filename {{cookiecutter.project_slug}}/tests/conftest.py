@@ -21,7 +21,7 @@ from safetensors.torch import load_file  # noqa: E402
 from task_settings import TINY_TASK_OPTIONS, WIDER_MODEL  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
-TASK_ASSETS = next((PROJECT / "assets").iterdir())
+TASK_ASSETS = PROJECT / "assets"
 # Small, fast runs; each test adds what it varies. Dropout is off in the tiny model configs.
 TINY = {
     # The embedded model and data, whatever the project defaults to.
@@ -182,7 +182,7 @@ def kill_group(process, signum=signal.SIGKILL):
 def kill_and_resume(tmp_path, processes, kill_at, **options):
     """Reference run, then the same run killed with SIGKILL after update `kill_at` and resumed.
     Returns both output directories and the state of the checkpoint it resumed from."""
-    from checkpoints import checkpoint_dirs
+    from trainkit.checkpoints import checkpoint_dirs
 
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     options = {
@@ -281,14 +281,14 @@ def validation_batch(count=4, **options):
     data, collated as training collates them: what a test feeds the task's functions."""
     from accelerate import Accelerator
 
-    import data
     import task
-    from cli import parse_args
-    from train import Config
+    from config import Config
+    from trainkit import data
+    from trainkit.cli import parse_args
 
     cfg = parse_args([f"--{k}={v}" for k, v in {**TINY, **options}.items()], Config)
     tokenizer, _ = task.load_tokenizer_and_config(cfg)
-    _, eval_set, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer)
+    _, eval_set, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer, task)
     return cfg, task.collate(cfg, [eval_set[i] for i in range(count)], tokenizer, None)
 
 

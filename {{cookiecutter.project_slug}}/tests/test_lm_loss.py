@@ -14,8 +14,8 @@ from conftest import (
     validation_batch,
 )
 
-import lm_loss
 import task
+from trainkit import lm_loss
 
 
 def losses_and_gradients(cfg, model, batch, loss_type):

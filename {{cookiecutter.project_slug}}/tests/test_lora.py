@@ -10,7 +10,7 @@ from conftest import PROJECT, kill_and_resume, losses, run_train, validation_bat
 from safetensors.torch import load_file
 from task_settings import LORA_OPTIONS
 
-from checkpoints import checkpoint_dirs
+from trainkit.checkpoints import checkpoint_dirs
 
 
 @pytest.fixture(scope="module")

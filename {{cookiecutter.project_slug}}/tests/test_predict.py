@@ -18,7 +18,7 @@ from conftest import (
 )
 from task_settings import PLAIN_INPUTS, PREDICTION_FIELDS
 
-from checkpoints import checkpoint_dirs
+from trainkit.checkpoints import checkpoint_dirs
 
 
 @pytest.fixture(scope="module")

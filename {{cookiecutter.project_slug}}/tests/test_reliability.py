@@ -32,7 +32,7 @@ from conftest import (
     wait_until,
 )
 
-from checkpoints import check_intact, checkpoint_dirs, step_of
+from trainkit.checkpoints import check_intact, checkpoint_dirs, step_of
 
 # Checkpoints, signals and rotation belong to the loop, the same for every task.
 pytestmark = pytest.mark.loop

@@ -27,7 +27,7 @@ from conftest import (
     wait_for_step,
 )
 
-from checkpoints import checkpoint_dirs, step_of
+from trainkit.checkpoints import checkpoint_dirs, step_of
 
 # The launch and the checkpoints are the loop's, the same for every task.
 pytestmark = pytest.mark.loop

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from conftest import PROJECT, TINY, environment
 
-from cli import parse_args
-from train import Config
+from config import Config
+from trainkit.cli import parse_args
 
 optuna = pytest.importorskip("optuna", reason='tune.py needs optuna: pip install -e ".[tune]"')
 pytestmark = pytest.mark.loop

@@ -11,11 +11,11 @@ import pytest
 from accelerate import Accelerator
 from conftest import PROJECT, TINY, environment, losses, run_train
 
-import record
 import task
-from checkpoints import checkpoint_dirs
-from cli import parse_args
-from train import Config
+from config import Config
+from trainkit import record
+from trainkit.checkpoints import checkpoint_dirs
+from trainkit.cli import parse_args
 
 pytestmark = pytest.mark.loop
 
@@ -43,7 +43,7 @@ def test_a_recorded_run_reruns_to_the_same_losses(tmp_path):
     assert all((path / "record.json").is_file() for path in checkpoint_dirs(first))
 
     rerun = subprocess.run(
-        [sys.executable, "record.py", str(first), "--rerun", str(again)],
+        [sys.executable, "-m", "trainkit.record", str(first), "--rerun", str(again)],
         cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -118,7 +118,7 @@ def test_a_run_ends_with_its_curves_and_runs_compare(two_runs, tmp_path):
 
     out = tmp_path / "compare"
     done = subprocess.run(
-        [sys.executable, "plots.py", str(a), str(b), "--out", str(out)],
+        [sys.executable, "-m", "trainkit.plots", str(a), str(b), "--out", str(out)],
         cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -137,11 +137,10 @@ def test_final_holds_a_model_card(two_runs):
     card = (a / "final" / "README.md").read_text()
     evals = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
     last_loss = [r["eval_loss"] for r in evals if "eval_loss" in r][-1]
-{% if cookiecutter.task == "custom" %}
-    assert card.startswith("---\ntags:\n- custom\n")  # model.py's own model: no library
-{% else %}
-    assert card.startswith("---\nlibrary_name: transformers\n")
-{% endif %}
+    if task.MODEL_CLASS.__module__.startswith("transformers"):
+        assert card.startswith("---\nlibrary_name: transformers\n")
+    else:  # model.py's own model: no library
+        assert card.startswith(f"---\ntags:\n- {task.NAME}\n")
     assert f"A {task.NAME} model, from scratch (config {TINY['config_name']})" in card
     assert TINY["train_file"].split("/")[-1] in card  # the data
     assert "Last evaluation, at update 8:" in card and f"| eval_loss | {last_loss:.4g} |" in card

@@ -48,9 +48,8 @@ from typing import Literal
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-import lm_loss
-import pretrained
-from config import UsageError, option
+from trainkit import lm_loss, pretrained
+from trainkit.options import UsageError, option
 
 NAME = "causal-lm"
 MODEL_CLASS = AutoModelForCausalLM

@@ -55,8 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from config import UsageError, option
 from model import Model
+from trainkit.options import UsageError, option
 
 NAME = "custom"
 MODEL_CLASS = Model

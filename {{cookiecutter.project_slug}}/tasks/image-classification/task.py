@@ -55,9 +55,8 @@ import torch.nn.functional as F
 from accelerate import PartialState
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-import images
-import pretrained
-from config import UsageError, option
+from trainkit import images, pretrained
+from trainkit.options import UsageError, option
 
 NAME = "image-classification"
 MODEL_CLASS = AutoModelForImageClassification

@@ -50,8 +50,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSeq2SeqLM
 
-import pretrained
-from config import UsageError, option
+from trainkit import pretrained
+from trainkit.options import UsageError, option
 
 NAME = "seq2seq"
 MODEL_CLASS = AutoModelForSeq2SeqLM

@@ -58,11 +58,10 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 import chat
-import lm_loss
-import pretrained
-from config import UsageError, option
-from formats import check_format_options, data_format, say_truncated, tokenize
-from packing import check_documents_stay_apart, pack_documents
+from trainkit import lm_loss, pretrained
+from trainkit.formats import check_format_options, data_format, say_truncated, tokenize
+from trainkit.options import UsageError, option
+from trainkit.packing import check_documents_stay_apart, pack_documents
 
 NAME = "sft"
 MODEL_CLASS = AutoModelForCausalLM

@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-import pretrained
-from config import UsageError, option
+from trainkit import pretrained
+from trainkit.options import UsageError, option
 
 NAME = "text-classification"
 MODEL_CLASS = AutoModelForSequenceClassification

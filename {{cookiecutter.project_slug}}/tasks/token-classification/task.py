@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification
 
-import pretrained
-from config import UsageError, option
-from conll import read_conll
+from trainkit import pretrained
+from trainkit.conll import read_conll
+from trainkit.options import UsageError, option
 
 NAME = "token-classification"
 MODEL_CLASS = AutoModelForTokenClassification

@@ -87,7 +87,7 @@ def task_material(root):
     from transformers import T5Config
 
     project = Path(__file__).resolve().parents[1]
-    tokenizer = next((project / "assets").iterdir()) / "tiny-model"
+    tokenizer = (project / "assets") / "tiny-model"
     T5Config(d_model=32, num_layers=1, num_heads=2).save_pretrained(root / "t5")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (root / "t5" / name).write_bytes((tokenizer / name).read_bytes())

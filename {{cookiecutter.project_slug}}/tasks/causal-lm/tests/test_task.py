@@ -5,8 +5,8 @@ import torch
 from conftest import TINY, losses, run_train
 
 import task
-from cli import parse_args
-from train import Config
+from config import Config
+from trainkit.cli import parse_args
 
 
 def tiny_config(**options):
@@ -62,7 +62,7 @@ def test_the_output_layer_of_a_language_model_is_never_a_fresh_head():
     head_learning_rate leaves it alone, as for every weight of the base model."""
     from transformers import AutoModelForCausalLM
 
-    from optim import head_parameters
+    from trainkit.optim import head_parameters
 
     cfg = tiny_config()
     _, config = task.load_tokenizer_and_config(cfg)

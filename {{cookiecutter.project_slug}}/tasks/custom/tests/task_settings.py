@@ -70,7 +70,7 @@ TASK_ERROR_ROWS = [
     ),
     (
         "a model config given as pretrained weights",
-        {"model_name_or_path": "assets/custom/tiny-model"},
+        {"model_name_or_path": "assets/tiny-model"},
         "holds no trained model",
     ),
     (
@@ -91,7 +91,7 @@ def task_material(root):
     from model import Model
 
     project = Path(__file__).resolve().parents[1]
-    assets = next((project / "assets").iterdir())
+    assets = project / "assets"
     good = [json.loads(line) for line in (assets / "data" / "train.jsonl").open()][:40]
     gap = [dict(row) for row in good]
     gap[1]["body_mass_g"] = None

@@ -28,7 +28,7 @@ LORA_OPTIONS = {"lora_target_modules": "q_proj,v_proj"}
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.
 PREDICTION_FIELDS = {"label", "score", "probabilities"}
-IMAGES = Path(__file__).resolve().parents[1] / "assets/image-classification/data/images"
+IMAGES = Path(__file__).resolve().parents[1] / "assets/data/images"
 PLAIN_INPUTS = [str(IMAGES / "validation/0000.png"), str(IMAGES / "validation/0001.png")]
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
@@ -99,7 +99,7 @@ def task_material(root):
     from transformers import BertConfig
 
     project = Path(__file__).resolve().parents[1]
-    data = next((project / "assets").iterdir()) / "data"
+    data = (project / "assets") / "data"
     good = [json.loads(line) for line in (data / "train.jsonl").open()][:40]
     good = [{**row, "image": str(data / row["image"])} for row in good]
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")

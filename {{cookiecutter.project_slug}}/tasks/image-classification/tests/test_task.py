@@ -10,13 +10,13 @@ import pyarrow.parquet
 import torch
 from conftest import PROJECT, TINY, arguments, eval_records, run_train
 
-import images
 import task
+from trainkit import images
 
 
 def configured(**options):
-    import cli
-    from train import Config
+    from config import Config
+    from trainkit import cli
 
     return cli.parse_args(arguments("unused", **options), Config)
 
@@ -25,11 +25,11 @@ def prepare(**options):
     """The prepared splits and the processor, as train.py gets them (one process)."""
     from accelerate import Accelerator
 
-    import data
+    from trainkit import data
 
     cfg = configured(**options)
     processor, _ = task.load_tokenizer_and_config(cfg)
-    return cfg, processor, data.load_datasets(cfg, Accelerator(cpu=True), processor)
+    return cfg, processor, data.load_datasets(cfg, Accelerator(cpu=True), processor, task)
 
 
 def bundled_rows(count):

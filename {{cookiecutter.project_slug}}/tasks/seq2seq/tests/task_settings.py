@@ -79,7 +79,7 @@ def task_material(root):
     from transformers import GPT2Config
 
     project = Path(__file__).resolve().parents[1]
-    assets = next((project / "assets").iterdir())
+    assets = project / "assets"
     good = [json.loads(line) for line in (assets / "data" / "train.jsonl").open()][:20]
     empty = [dict(row) for row in good]
     empty[1]["summary"] = "  "

@@ -13,13 +13,12 @@ import task
 def prepared():
     from accelerate import Accelerator
 
-    import cli
-    import data
-    from train import Config
+    from config import Config
+    from trainkit import cli, data
 
     cfg = cli.parse_args(arguments("unused"), Config)
     tokenizer, _ = task.load_tokenizer_and_config(cfg)
-    train_set, _, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer)
+    train_set, _, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer, task)
     return cfg, tokenizer, train_set
 
 

@@ -113,7 +113,7 @@ def task_material(root):
     from transformers import T5Config
 
     project = Path(__file__).resolve().parents[1]
-    model = next((project / "assets").iterdir()) / "tiny-model"
+    model = (project / "assets") / "tiny-model"
     good = [json.loads(line)["messages"] for line in (model.parent / "data" / "train.jsonl").open()]
     pairs = as_pairs(good[:20])
     robot = [m if m["role"] != "user" else {**m, "role": "robot"} for m in good[0]]

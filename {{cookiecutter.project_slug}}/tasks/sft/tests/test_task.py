@@ -23,10 +23,10 @@ from conftest import (
 from task_settings import as_pairs
 
 import task
-from cli import parse_args
-from config import UsageError
-from packing import check_documents_stay_apart, pack
-from train import Config
+from config import Config
+from trainkit.cli import parse_args
+from trainkit.options import UsageError
+from trainkit.packing import check_documents_stay_apart, pack
 
 SAMPLE = PROJECT / TINY["train_file"]
 

@@ -64,7 +64,7 @@ def task_material(root):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     project = Path(__file__).resolve().parents[1]
-    assets = next((project / "assets").iterdir())
+    assets = project / "assets"
     rows = [json.loads(line) for line in (assets / "data" / "validation.jsonl").open()][:20]
     unseen = root / "unseen.jsonl"
     unseen.write_text("".join(json.dumps({**r, "label": "surprised"}) + "\n" for r in rows))

@@ -81,7 +81,7 @@ def task_material(root):
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
     project = Path(__file__).resolve().parents[1]
-    assets = next((project / "assets").iterdir())
+    assets = project / "assets"
     good = [json.loads(line) for line in (assets / "data" / "train.jsonl").open()][:20]
     pair = {"tokens": ["Ada", "met", "Ben"], "ner_tags": ["B-PER", "O", "B-PER"]}
     values = {

@@ -37,16 +37,15 @@ def test_a_stray_inside_tag_starts_an_entity_as_in_conlleval():
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """The bundled sample tokenized, with and without label_all_tokens."""
-    import cli
-    import data
-    from train import Config
+    from config import Config
+    from trainkit import cli, data
 
     result = {}
     for all_tokens in ("false", "true"):
         out = tmp_path_factory.mktemp("unused")
         cfg = cli.parse_args(arguments(out, label_all_tokens=all_tokens), Config)
         tokenizer, _ = task.load_tokenizer_and_config(cfg)
-        raw = data.load_raw_datasets(cfg, task.data_columns(cfg))
+        raw = data.load_raw_datasets(cfg, task.data_columns(cfg), task.FILE_READERS)
         result[all_tokens] = (task.prepare_datasets(cfg, raw, tokenizer), tokenizer, raw, cfg)
     return result
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 from torch.utils.checkpoint import checkpoint
 
-from config import UsageError
+from trainkit.options import UsageError
 
 # Config entries of transformations some models apply after the output layer (Gemma, Cohere,
 # Granite): the chunked loss would leave them out.

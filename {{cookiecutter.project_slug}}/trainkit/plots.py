@@ -1,8 +1,8 @@
 """Pictures of runs, read from their metrics.jsonl and config.yaml. Needs matplotlib
 (pip install -e ".[plots]"); train.py draws curves.png at the end of a run when it is there.
 
-    python plots.py outputs/default                       # outputs/default/curves.png
-    python plots.py outputs/lr-1e-4 outputs/lr-3e-4 --out outputs/compare
+    python -m trainkit.plots outputs/default                       # outputs/default/curves.png
+    python -m trainkit.plots outputs/lr-1e-4 outputs/lr-3e-4 --out outputs/compare
         # compare.png (the runs' curves overlaid) and compare.md (their final and best scores,
         # and the options in which their config.yaml files differ)
 """

@@ -21,9 +21,8 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
-import task
-from config import UsageError
-from data import builder_for, load_or_explain
+from trainkit.files import builder_for, load_or_explain
+from trainkit.options import UsageError
 
 
 @dataclass
@@ -53,16 +52,20 @@ def check(cfg):
         )
 
 
-def load_datasets(cfg, accelerator, tokenizer):
+def load_datasets(cfg, accelerator, tokenizer, task):
     """(this process's Stream of training sequences, the validation set, None): what
-    data.load_datasets returns for data on disk. Checkpoints keep the Stream's position."""
+    data.load_datasets returns for data on disk. Checkpoints keep the Stream's position. `task`
+    is causal-lm's task.py: its tokenize_function tokenizes and packs."""
     check(cfg)
     if cfg.dataset_name:
         source = f"dataset_name {cfg.dataset_name}"
         load = {"path": cfg.dataset_name, "name": cfg.dataset_config_name}
     else:
         source = f"train_file {cfg.train_file}"
-        load = {"path": builder_for("train_file", cfg.train_file), "data_files": cfg.train_file}
+        load = {
+            "path": builder_for("train_file", cfg.train_file, task.FILE_READERS),
+            "data_files": cfg.train_file,
+        }
     rows = load_or_explain(source, datasets.load_dataset, **load, split="train", streaming=True)
     if cfg.max_train_samples is not None:
         rows = rows.take(cfg.max_train_samples)
@@ -77,19 +80,19 @@ def load_datasets(cfg, accelerator, tokenizer):
     )
     stream = Stream(sequences, {"pass": 0, "state": None})
     keep_position_in_checkpoints(stream, accelerator)
-    eval_set = validation_set(cfg, tokenizer)
+    eval_set = validation_set(cfg, tokenizer, task)
     if len(eval_set) < accelerator.num_processes:
         raise UsageError(f"The validation split has {len(eval_set)} sequences; too few.")
     accelerator.print(f"Data: streaming {source}; {len(eval_set)} validation sequences.")
     return stream, eval_set, None
 
 
-def validation_set(cfg, tokenizer):
+def validation_set(cfg, tokenizer, task):
     """The validation rows, tokenized as training's: validation_file, else the first
     max_eval_samples (default 1,000) rows of the hub dataset's validation split."""
     if cfg.validation_file:
         source = f"validation_file {cfg.validation_file}"
-        builder = builder_for("validation_file", cfg.validation_file)
+        builder = builder_for("validation_file", cfg.validation_file, task.FILE_READERS)
         load = {"path": builder, "data_files": cfg.validation_file, "split": "train"}
         rows = load_or_explain(source, datasets.load_dataset, **load)
         if cfg.max_eval_samples is not None:
@@ -129,7 +132,7 @@ def keep_position_in_checkpoints(stream, accelerator):
 
 
 def update_windows(stream, state, cfg, accelerator, options):
-    """train.py's update_windows for a Stream: the micro-batches of each update, k at a time,
+    """batching.update_windows for a Stream: the micro-batches of each update, k at a time,
     pass after pass. A process whose share ends starts its next pass by itself: every window is
     full, so processes never wait on each other for data. Yields (micro-batches, pass, False)."""
     micro_batches = endless_micro_batches(stream, cfg, options)

@@ -8,7 +8,7 @@ Later files win over earlier ones and the command line over files. When a run re
 Paths in defaults and config files (the bundled model and data, outputs/) count from the project
 directory; paths you type on the command line count from where you are.
 
-Why a parser of our own and not a library: config.py's docstring.
+Why a parser of our own and not a library: options.py's docstring.
 """
 
 import contextlib
@@ -24,10 +24,11 @@ from typing import Literal
 import torch
 import yaml
 
-from checkpoints import checkpoint_dirs, no_space, output_dir_lock
-from config import UsageError, check, fill_derived_defaults
+from trainkit.checkpoints import checkpoint_dirs, no_space, output_dir_lock
+from trainkit.options import UsageError, check_bounds
 
-PROJECT = Path(__file__).resolve().parent
+# The project directory: the kit's parent.
+PROJECT = Path(__file__).resolve().parents[1]
 # Names people bring from other tools, and the option that does the job here.
 COMMON_NAMES = {
     "fp16": "mixed_precision fp16",
@@ -100,8 +101,9 @@ def parse_args(argv, config_class):
         cfg.validation_file = None
     if "num_train_epochs" in given and cfg.max_steps > 0 and os.environ.get("RANK", "0") == "0":
         print(f"Note: max_steps={cfg.max_steps} wins over num_train_epochs; -1 trains by epochs.")
-    check(cfg)
-    return fill_derived_defaults(cfg)
+    check_bounds(cfg)
+    cfg.check()  # config.py: combinations that cannot work
+    return cfg.fill_derived_defaults()
 
 
 def from_project(value):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from config import UsageError
+from trainkit.options import UsageError
 
 
 def from_hub_or_directory(auto_class, name, cfg):

@@ -13,7 +13,7 @@ from conftest import (
     run_train,
 )
 
-from checkpoints import checkpoint_dirs
+from trainkit.checkpoints import checkpoint_dirs
 
 # 50 rows, one sequence each (packing false): a pass is 12 micro-batches of 4 on one process and
 # 12 of 2 on each of two, so 30 updates cross two passes.

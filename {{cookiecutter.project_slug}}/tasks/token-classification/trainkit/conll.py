@@ -5,7 +5,7 @@ from pathlib import Path
 
 import datasets
 
-from config import UsageError
+from trainkit.options import UsageError
 
 
 def read_conll(path):

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from config import UsageError
-from optim import head_parameters
+from trainkit.optim import head_parameters
+from trainkit.options import UsageError
 
 
 def wrap(cfg, model, accelerator):

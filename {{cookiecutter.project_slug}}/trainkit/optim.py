@@ -11,7 +11,7 @@ import re
 import accelerate.optimizer
 import torch
 
-from config import UsageError
+from trainkit.options import UsageError
 
 # Accelerate's optimizer.step() asks importlib twice per update whether the lomo_optim package is
 # installed: about 0.3 ms, a quarter of a small MLP's whole update on CPU (bench/README.md). The
@@ -105,3 +105,10 @@ def build_optimizer(cfg, model, device):
     return torch.optim.AdamW(
         groups, lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon, fused=fused or None
     )
+
+
+def set_learning_rate(optimizer, learning_rate):
+    """Every group at its multiple (`lr_scale`, from build_optimizer) of `learning_rate`, the
+    schedule's rate for this update (train.py's lr_at)."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate * group["lr_scale"]

@@ -17,7 +17,7 @@ import bisect
 
 import torch
 
-from config import UsageError
+from trainkit.options import UsageError
 
 
 def pack(documents, max_length, strategy):

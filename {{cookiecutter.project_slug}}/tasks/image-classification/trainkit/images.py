@@ -18,7 +18,7 @@ import numpy as np
 import PIL.Image
 from accelerate import PartialState
 
-from config import UsageError
+from trainkit.options import UsageError
 
 IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

@@ -4,8 +4,8 @@ the environment variables that steer a launch, the project's git commit, whether
 dirty (the diff then goes to record.diff), package versions, Python, devices, processes and
 seeds. config.yaml holds every option's value.
 
-    python record.py outputs/default                        # what differs here from the record
-    python record.py outputs/default --rerun outputs/again  # run it again: same launch, same config
+    python -m trainkit.record outputs/default                        # what differs from the record
+    python -m trainkit.record outputs/default --rerun outputs/again  # again: same launch, config
 
 A rerun starts the recorded launch with the run's config.yaml, into a new output_dir and from
 the first update (a run that was resumed reruns whole). It says first where this machine
@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent
+# The project directory: the kit's parent.
+PROJECT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "torch", "transformers", "accelerate", "datasets", "evaluate", "safetensors", "tokenizers",
     "peft", "numpy", "huggingface_hub",

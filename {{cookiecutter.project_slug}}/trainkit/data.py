@@ -1,37 +1,31 @@
-"""Where the data comes from: local files or a hub dataset, as train and validation splits,
-handed to the task (task.prepare_datasets) to become model inputs.
+"""Where the data comes from: local files, folders of images or a hub dataset, as train and
+validation splits, handed to the task (task.prepare_datasets) to become model inputs; or, with
+streaming=true (causal-lm), a stream (streaming.py). `task` is your task module, passed in.
 """
 
 import contextlib
 import json
 import os
-from pathlib import Path
 
 import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-{% if cookiecutter.task == "image-classification" %}
-import images
-{% endif %}
-import task
-from config import UsageError
-
-# The datasets builder for each data file ending.
-FILE_BUILDERS = {
-{% for ending, builder in cookiecutter._data_files.items() %}
-    {{ ending | tojson }}: {{ builder | tojson }},
-{% endfor %}
-}
+from trainkit.files import builder_for, load_or_explain
+from trainkit.options import UsageError
 
 
-def load_datasets(cfg, accelerator, tokenizer):
+def load_datasets(cfg, accelerator, tokenizer, task):
     """The task's train and validation datasets, and its label names (None if it has none)."""
+    if getattr(cfg, "streaming", False):  # an option of causal-lm's only
+        from trainkit import streaming
+
+        return streaming.load_datasets(cfg, accelerator, tokenizer, task)
 
     def prepare():
         try:
-            raw = load_raw_datasets(cfg, task.data_columns(cfg))
+            raw = load_raw_datasets(cfg, task.data_columns(cfg), task.FILE_READERS)
             return task.prepare_datasets(cfg, raw, tokenizer)
         except Exception as error:
             full = full_cache(error)
@@ -84,25 +78,25 @@ def full_cache(error):
     )
 
 
-def load_raw_datasets(cfg, columns):
-    """Train and validation splits holding the `columns` ({option: column}) the task reads."""
+def load_raw_datasets(cfg, columns, readers):
+    """Train and validation splits holding the `columns` ({option: column}) the task reads;
+    `readers` ({ending: reader}) read the files the datasets library cannot."""
     if cfg.dataset_name:
         sources = {"train": f"dataset_name {cfg.dataset_name}"}
         raw = load_or_explain(
             sources["train"], datasets.load_dataset, cfg.dataset_name, cfg.dataset_config_name
         )
-{% if cookiecutter.task == "image-classification" %}
-    elif cfg.train_dir:
-        # Folders of images, one sub-folder per class.
+    elif getattr(cfg, "train_dir", None):  # an option of image-classification's only
+        from trainkit import images  # folders of images, one sub-folder per class
+
         sources = {"train": f"train_dir {cfg.train_dir}"}
         raw = images.read_image_folders(cfg)
-{% endif %}
     else:
         files = {"train": ("train_file", cfg.train_file)}
         if cfg.validation_file:
             files["validation"] = ("validation_file", cfg.validation_file)
         sources = {split: f"{option} {path}" for split, (option, path) in files.items()}
-        raw = load_files(files, sources)
+        raw = load_files(files, sources, readers)
     if len(raw["train"]) == 0:
         raise UsageError(f"The train split of {sources['train']} is empty.")
     named = {split: sources.get(split, f"{split} of {sources['train']}") for split in raw}
@@ -204,11 +198,13 @@ def where(source, index):
     return f"row {index}"
 
 
-def load_files(files, sources):
+def load_files(files, sources, readers):
     """{split: (option, path)} as a DatasetDict: in one datasets call when the files share a
     format (one builder to set up), else, or when that call fails, one file at a time, so that
     an error names the file and the option it came from."""
-    builders = {split: builder_for(option, path) for split, (option, path) in files.items()}
+    builders = {
+        split: builder_for(option, path, readers) for split, (option, path) in files.items()
+    }
     if len(set(builders.values())) == 1 and isinstance(builders["train"], str):
         paths = {split: path for split, (_, path) in files.items()}
         with contextlib.suppress(Exception):
@@ -241,29 +237,3 @@ def name_the_bad_line(path, source):
                 json.loads(line) if line.strip() else None
             except ValueError as error:
                 raise UsageError(f"{source}, line {number}, is not JSON: {error}.") from None
-
-
-def builder_for(option, path):
-    """The datasets builder, or the task's reader, for `path`, given as `option`."""
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"Data file {path} ({option}) does not exist or cannot be read.")
-    if os.path.getsize(path) == 0:
-        raise UsageError(f"Data file {path} ({option}) is empty.")
-    readers = {**FILE_BUILDERS, **task.FILE_READERS}
-    if Path(path).suffix not in readers:
-        endings = ", ".join(readers)
-        raise UsageError(f"Data file {path} ({option}) must end in one of {endings}.")
-    return readers[Path(path).suffix]
-
-
-def load_or_explain(source, load, *args, **kwargs):
-    """load(*args, **kwargs) (datasets.load_dataset or a task's reader), any error but ours
-    turned into one sentence that names `source`."""
-    try:
-        return load(*args, **kwargs)
-    except UsageError:
-        raise
-    except Exception as error:
-        # The datasets library raises many kinds of errors; the user needs one line.
-        reason = (str(error) or type(error).__name__).splitlines()[0]
-        raise UsageError(f"Could not load data from {source}: {reason}") from error

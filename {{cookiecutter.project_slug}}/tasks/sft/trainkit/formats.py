@@ -12,7 +12,7 @@ import re
 
 from accelerate import PartialState
 
-from config import UsageError
+from trainkit.options import UsageError
 
 ROLES = ("system", "user", "assistant", "tool")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-import plots
-from config import UsageError
+from trainkit import plots
+from trainkit.options import UsageError
 
 
 def repository(cfg):

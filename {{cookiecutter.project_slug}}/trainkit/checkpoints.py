@@ -5,6 +5,9 @@ Layout: output_dir/checkpoints/step-<N>/ holds model.safetensors, optimizer.bin,
 random_states_<process>.pkl (one per process), config.yaml, record.json (what reproduces the run,
 record.py), manifest.json (every file's size, checked on resume) and trainer_state.json
 (readable JSON: step, epoch, position in the epoch, best metric and its step, early stopping).
+Two kit modules change what a checkpoint holds, through Accelerate's save_state and load_state
+hooks: lora.py (use_peft) keeps only the trainable weights, streaming.py (streaming=true) adds
+each process's place in its stream (stream_position_<process>.json).
 A save is written under .tmp-step-<N> and renamed when complete, so a kill at any moment leaves
 either the previous checkpoints or the new one, never a half-written one that `latest` would pick.
 """
@@ -24,11 +27,8 @@ from pathlib import Path
 import torch
 from accelerate.utils import load
 
-import hub
-import lora
-import record
-import task
-from config import UsageError, to_yaml
+from trainkit import hub, lora, record
+from trainkit.options import UsageError, to_yaml
 
 PREFIX = "step-"
 # One run per output_dir: the run that trains there holds this file (host, process, start).
@@ -422,8 +422,9 @@ def check_space_for(checkpoint, accelerator):
         )
 
 
-def save_final_model(accelerator, model, tokenizer, cfg):
-    """final/ appears complete or not at all: written under a temporary name, then renamed."""
+def save_final_model(accelerator, model, tokenizer, cfg, task):
+    """final/ appears complete or not at all: written under a temporary name, then renamed.
+    What it holds is the task's to say (`task`: your task module, its save_model)."""
     # A collective under FSDP/DeepSpeed: every process takes part.
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
