@@ -30,7 +30,7 @@ def main(argv):
     names = [name for name in questions if not name.startswith("_")]
     parser = argparse.ArgumentParser(
         description=__doc__,
-        epilog=f"answers: {', '.join(names)} (see the README's prompt table)",
+        epilog=f"answers: {', '.join(names)} (see docs/prompts.md)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("answers", nargs="*", metavar="key=value", help="answers to the questions")

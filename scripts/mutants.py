@@ -6,7 +6,7 @@ in one known way at a time, and run the test that should notice. A mutant the te
     .venv/bin/python scripts/mutants.py --tasks image-classification
 
 Not part of scripts/test.sh: each mutant retrains the tiny model. Run it after a change to the
-guarantee tests or to the code they guard; the README lists the last results.
+guarantee tests or to the code they guard; docs/guarantees.md lists the last results.
 """
 
 import argparse

@@ -204,3 +204,29 @@ def test_a_replayed_unknown_task_gets_one_sentence(run_cookiecutter, cookiecutte
     )
     assert sentence in result.stderr
     assert not output_dir.exists() or list(output_dir.iterdir()) == []
+
+
+# One README page each (issue 27): the rest lives in docs/, every page linked from its README.
+README_BUDGETS = {"template": 150, "project": 200}
+
+
+def test_the_template_readme_is_one_page_that_links_every_doc():
+    readme = (TEMPLATE / "README.md").read_text()
+    assert readme.count("\n") <= README_BUDGETS["template"]
+    assert readme.startswith("# trainer-template\n\n```bash\nscripts/demo.sh ")
+    for page in sorted((TEMPLATE / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in readme, f"README.md does not link docs/{page.name}"
+
+
+@pytest.mark.parametrize("task", DEFAULTS["task"])
+def test_the_project_readme_is_one_page_that_links_every_doc(task, bake):
+    project = bake(task=task)
+    readme = (project / "README.md").read_text()
+    assert readme.count("\n") <= README_BUDGETS["project"], f"{task}: README.md is longer than a page"
+    lines = readme.splitlines()
+    first_screen = "\n".join(lines[:15])
+    assert "**Yours**" in first_screen and "`trainkit/`" in first_screen, "which files are whose, at once"
+    pages = sorted((project / "docs").glob("*.md"))
+    assert pages, "the project's docs/ pages"
+    for page in pages:
+        assert f"docs/{page.name}" in readme, f"{task}: README.md does not link docs/{page.name}"

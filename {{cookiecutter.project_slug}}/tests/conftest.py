@@ -1,7 +1,9 @@
 """Helpers that run the real train.py (through `accelerate launch` for several processes) on tiny
 settings and read back what it wrote. Nothing here mocks the training stack."""
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports huggingface_hub
@@ -21,6 +24,8 @@ from safetensors.torch import load_file  # noqa: E402
 from task_settings import TINY_TASK_OPTIONS, WIDER_MODEL  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
+# What train.py asks the operating system to tell it (trainkit/processes.py).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 TASK_ASSETS = PROJECT / "assets"
 # Small, fast runs; each test adds what it varies. Dropout is off in the tiny model configs.
 TINY = {
@@ -118,24 +123,66 @@ def arguments(output_dir, **options):
     return [f"--{name}={value}" for name, value in values.items()]
 
 
-def finish(args, processes=1, check=True, env=None):
-    """Run train.py with `args` to completion; return the finished process (output captured)."""
-    result = subprocess.run(
-        command(processes) + args,
-        cwd=PROJECT,
-        env=env or environment(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def finish(args, processes=1, check=True, env=None, in_process=True):
+    """Run train.py with `args` to completion; return the finished run (returncode, stdout and
+    stderr captured). One process runs inside this one (finish_here) unless the test gives an
+    environment of its own or asks for a process of its own (`in_process=False`): the same code
+    path as the command line, minus a Python start and its imports (about 2 s a run)."""
+    if processes == 1 and env is None and in_process:
+        result = finish_here(args)
+    else:
+        result = subprocess.run(
+            command(processes) + args,
+            cwd=PROJECT,
+            env=env or environment(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
 
 
-def run_train(output_dir, processes=1, check=True, env=None, **options):
+def finish_here(args):
+    """train.main(args) in this process, as `python train.py args` would run it: from the project
+    directory, in the tests' environment, its output captured, its exit status returned. What a
+    run leaves behind in a process is put back: Accelerate's process state (a singleton), the
+    signal handlers train.py installs, the directory and the environment."""
+    from accelerate.state import AcceleratorState
+
+    import train
+
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    saved_environment, saved_directory = dict(os.environ), os.getcwd()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    os.environ.clear()
+    os.environ.update(environment())
+    os.chdir(PROJECT)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                train.main(args)
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            except Exception:  # as Python reports an uncaught error: a traceback and status 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_directory)
+        os.environ.clear()
+        os.environ.update(saved_environment)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_train(output_dir, processes=1, check=True, env=None, in_process=True, **options):
     """Run train.py on the tiny settings plus `options`."""
-    return finish(arguments(output_dir, **options), processes, check, env)
+    return finish(arguments(output_dir, **options), processes, check, env, in_process)
 
 
 def run_config(config, output_dir, **options):

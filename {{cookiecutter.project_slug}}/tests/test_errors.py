@@ -1,5 +1,5 @@
 """Bad input: every row exits with status 2 and one plain sentence, before expensive work where
-possible, and leaves the files already on disk as they were (README, "When things go wrong").
+possible, and leaves the files already on disk as they were (docs/troubleshooting.md).
 
 Rows run train.main() in-process (the same code path as the command line, minus a Python start);
 test_cli_prints_one_line_and_no_traceback checks the real command line once.

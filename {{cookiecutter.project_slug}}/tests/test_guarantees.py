@@ -73,9 +73,13 @@ def test_accumulation_does_not_change_the_numbers(tmp_path):
     assert_close_weights(final_weights(big), final_weights(accumulated), 1e-5)
 
 
-@pytest.mark.slow
-# Accumulation on two processes combines two proven parts of the loop: run for one task only.
-@pytest.mark.parametrize("accumulation", [1, pytest.param(ACCUMULATION, marks=pytest.mark.loop)])
+# The default tier's proof of process invariance (and eval exactness) is accumulation 1.
+# Accumulation on two processes combines two proven parts of the loop: a long proof, run for one
+# task only in the template's CI.
+@pytest.mark.parametrize(
+    "accumulation",
+    [1, pytest.param(ACCUMULATION, marks=[pytest.mark.loop, pytest.mark.slow])],
+)
 def test_two_processes_equal_one_with_twice_the_batch(tmp_path, accumulation):
     """2 processes x batch B == 1 process x batch 2B: losses, learning rates, weights, and the
     evaluation, which counts every sample once although the shards are padded to even out."""

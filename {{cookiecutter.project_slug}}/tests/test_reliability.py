@@ -1,4 +1,4 @@
-"""Runs survive kills, preemption and rotation without losing work (README, "Reliability")."""
+"""Runs survive kills, preemption and rotation without losing work (docs/reliability.md)."""
 
 import contextlib
 import itertools
@@ -352,6 +352,7 @@ def size_of(directory):
     return sum(path.stat().st_blocks * 512 for path in directory.rglob("*") if path.is_file())
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finishes(
     tmp_path, small_disk
 ):

@@ -1,6 +1,6 @@
 """One job over several machines: two `accelerate launch` launchers on this machine, each a
 "node" with one CPU process, joined over loopback by gloo as a cluster's nodes are over their
-network (README, "Scaling out")."""
+network (docs/scaling-out.md)."""
 
 import os
 import shutil
@@ -195,6 +195,7 @@ def assert_one_new_checkpoint(run, after, processes=2):
     return saved[-1]
 
 
+@pytest.mark.slow
 def test_a_node_that_never_arrives_ends_the_launch_within_its_timeout(tmp_path):
     """Only the head node starts: its launcher gives up after --rdzv_conf timeout seconds and
     says how many nodes joined, instead of waiting forever; nothing is written."""

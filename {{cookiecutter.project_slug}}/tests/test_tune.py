@@ -18,7 +18,8 @@ from config import Config
 from trainkit.cli import parse_args
 
 optuna = pytest.importorskip("optuna", reason='tune.py needs optuna: pip install -e ".[tune]"')
-pytestmark = pytest.mark.loop
+# Studies of several trial runs each: long proofs (python -m pytest -m slow).
+pytestmark = [pytest.mark.loop, pytest.mark.slow]
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 # Trials long enough to be stopped while they run: the driver looks once a second.
 LONG = {"max_steps": 150, "eval_steps": 25}

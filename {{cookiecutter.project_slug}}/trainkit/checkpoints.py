@@ -250,7 +250,7 @@ def check_same_run(checkpoint, saved, cfg, task_name, world):
     saved_batching = (saved.get("global_batch"), saved.get("accumulation"))
     batching = (cfg.per_device_train_batch_size * world, cfg.gradient_accumulation_steps)
     if saved_batching != batching:
-        # Any process count resumes exactly with the same global batch (README, "Reliability").
+        # Any process count resumes exactly with the same global batch (docs/reliability.md).
         batch, accumulation = saved_batching
         if batch % world == 0:
             how = f"on {world} process(es) with per_device_train_batch_size {batch // world}"
