@@ -167,10 +167,11 @@ def remove_what_the_task_does_not_use():
 
 
 def set_default(source, option, value):
-    """`source` (config.py) with the default of `option` replaced by the literal `value`."""
+    """`source` (config.py or task.py) with the default of `option` replaced by the literal
+    `value`."""
     declaration = re.compile(rf"(\n    {option}: [^\n]*= option\(\s*)([^,\n]+),")
     if not declaration.search(source):
-        stop(f"config.py declares no option {option}; the template is broken.")
+        stop(f"The template declares no option {option}; it is broken.")
     literal = "None" if value is None else json.dumps(value)  # JSON strings are Python's too
     return declaration.sub(lambda match: match.group(1) + literal + ",", source, count=1)
 
@@ -184,15 +185,35 @@ def write_answers_into_config():
         source = set_default(source, "model_name_or_path", ANSWERS["model"])
     if DATASET != "sample":
         source = set_default(source, "validation_file", None)
+        path = DATASET if os.path.isabs(DATASET) else "../" + DATASET
         if DATASET.endswith(DATA_EXTENSIONS):
-            path = DATASET if os.path.isabs(DATASET) else "../" + DATASET
             source = set_default(source, "train_file", path)
+        elif os.path.isdir(path):  # image-classification's class folders (pre_gen_project.py)
+            source = set_default(source, "train_file", None)
+            write_image_folders(path)
         else:
             source = set_default(source, "train_file", None)
             source = set_default(source, "dataset_name", DATASET)
     source = set_default(source, "mixed_precision", ANSWERS["mixed_precision"])
     source = set_default(source, "report_to", ANSWERS["tracker"])
     with open("config.py", "w", encoding="utf-8") as stream:
+        stream.write(source)
+
+
+def write_image_folders(path):
+    """A folder of class folders as task.py's train_dir, and a sibling validation folder (val,
+    validation, valid or test, beside it or beside its parent's train/) as validation_dir."""
+    with open("task.py", encoding="utf-8") as stream:
+        source = set_default(stream.read(), "train_dir", path.rstrip("/"))
+    parent = os.path.dirname(path.rstrip("/"))
+    siblings = [os.path.join(parent, name) for name in ("val", "validation", "valid", "test")]
+    validation = next((folder for folder in siblings if os.path.isdir(folder)), None)
+    if validation:
+        source = set_default(source, "validation_dir", validation)
+        print(f"Images: train_dir {path}, validation_dir {validation}")
+    else:
+        print(f"Images: train_dir {path}; a validation split is held out of it")
+    with open("task.py", "w", encoding="utf-8") as stream:
         stream.write(source)
 
 

@@ -97,10 +97,22 @@ def problem(answers):
         return f"The answer dataset={dataset!r} starts with ~, which train.py does not expand; write the path out."
     if dataset == "sample" or dataset.endswith(DATA_EXTENSIONS):
         return None
+    # A folder that exists is local, never a hub name (imgs/train looks like org/name); a
+    # relative path counts from the folder the project is created in, this one's parent.
+    folder = dataset if os.path.isabs(dataset) else os.path.join("..", dataset)
+    if os.path.isdir(folder):
+        if answers["task"] != "image-classification":
+            return (
+                f"The answer dataset={dataset!r} is a folder; only task=image-classification reads "
+                f"folders (one sub-folder of images per class). Give a data file ending in "
+                f"{', '.join(DATA_EXTENSIONS)}, a hub dataset name, or 'sample'."
+            )
+        return None
     if lowered.endswith(DATA_EXTENSIONS) or lowered.endswith(OTHER_FILE_EXTENSIONS) or looks_like_path(dataset):
         return (
-            f"The answer dataset={dataset!r} is not a usable data file; a local file must end in "
-            f"{', '.join(DATA_EXTENSIONS)} (lowercase), otherwise give 'sample' or a hub dataset name."
+            f"The answer dataset={dataset!r} is not a usable data file or folder; a local file must end "
+            f"in {', '.join(DATA_EXTENSIONS)} (lowercase), a folder (image-classification: one "
+            "sub-folder of images per class) must exist; otherwise give 'sample' or a hub dataset name."
         )
     if not HUB_ID.fullmatch(dataset):
         return (

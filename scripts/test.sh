@@ -15,8 +15,8 @@ else
     echo "No SLURM here (build/slurm-start.log): the SLURM test uses stand-ins for srun and scontrol."
 fi
 rm -f build/test-logs/*.log
-# One progress log per job: the loop's tests (two jobs), then each task (names from cookiecutter.json).
-logs="build/test-logs/loop-interruptions.log build/test-logs/loop.log $(.venv/bin/python -c "import json; print(*(f'build/test-logs/{t}.log' for t in json.load(open('cookiecutter.json'))['task']))")"
+# One progress log per job (tests/test_generated_suites.py's JOBS).
+logs="$(cd tests && ../.venv/bin/python -c "from test_generated_suites import JOBS; print(*(f'build/test-logs/{job[0]}.log' for job in JOBS))")"
 touch $logs
 tail -n +1 -F $logs 2>/dev/null \
     | grep --line-buffered -E "^==>|PASSED|FAILED|ERROR|SKIPPED" &

@@ -517,3 +517,69 @@ def test_generate_script_says_one_sentence(answer, sentence, cookiecutter_config
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert result.stderr.startswith(sentence)
     assert list(tmp_path.iterdir()) == []
+
+
+def image_folders(root, size=8, per_class=6):
+    """root/train/<class>/*.png and root/val/<class>/*.png: two classes of small grey images."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label, shade in (("dark", 40), ("light", 210)):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("L", (size, size), shade + i).save(folder / f"{i}.png")
+    return root
+
+
+def run_in(project, *argv):
+    return subprocess.run(
+        [sys.executable, "train.py", *argv], cwd=project, capture_output=True, text=True, env=offline_env(), timeout=600
+    )
+
+
+QUICK = ["--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--plot_curves", "false"]
+
+
+def test_an_image_folder_at_generation_becomes_train_dir_and_trains(bake, tmp_path):
+    """A folder given as the dataset answer is local, never a hub name (imgs/train reads like
+    org/name): it becomes train_dir, its sibling val/ validation_dir, and the first run trains on
+    them offline."""
+    images = image_folders(tmp_path / "imgs")
+    project = bake(task="image-classification", dataset=str(images / "train"))
+    cfg = json.loads(generated_config(project))
+    assert (cfg["train_dir"], cfg["validation_dir"]) == (str(images / "train"), str(images / "val"))
+    assert cfg["train_file"] is None and cfg["dataset_name"] is None
+    trained = run_in(project, *QUICK, "--output_dir", str(tmp_path / "run"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Data: 12 training, 12 validation" in trained.stdout
+    assert "labels dark, light" in trained.stdout
+
+
+def test_a_folder_for_a_task_that_reads_files_is_one_sentence(run_cookiecutter, tmp_path):
+    output_dir = tmp_path / "out"
+    image_folders(output_dir / "imgs")
+    result = run_cookiecutter(output_dir, task="text-classification", dataset="imgs/train")
+    assert result.returncode != 0
+    assert "The answer dataset='imgs/train' is a folder; only task=image-classification reads" in result.stderr
+    assert [path.name for path in output_dir.iterdir()] == ["imgs"], "no project is left"
+
+
+@pytest.mark.parametrize("task", ["image-classification", "text-classification"])
+def test_local_data_on_the_command_line_beats_a_hub_default(task, bake, tmp_path):
+    """A project generated for a hub dataset, trained on local data: the data given wins, every
+    default source of another kind is dropped, and nothing reaches for the hub (offline here)."""
+    project = bake(task=task, dataset="someone/their-dataset")
+    if task == "image-classification":
+        images = image_folders(tmp_path / "imgs")
+        data = ["--train_dir", str(images / "train"), "--validation_dir", str(images / "val")]
+    else:
+        data = ["--train_file", str(write_data_file(tmp_path / "mine.csv"))]
+    trained = run_in(project, *QUICK, *data, "--output_dir", str(tmp_path / "run"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Data: " in trained.stdout
+    nothing = run_in(project, *QUICK, "--dataset_name", "null", "--output_dir", str(tmp_path / "none"))
+    assert nothing.returncode == 2
+    ways = "No training data: set dataset_name (a hub dataset), train_file (a local data file)"
+    assert ways in nothing.stderr
+    assert ("train_dir (a folder of class folders)" in nothing.stderr) == (task == "image-classification")

@@ -6,7 +6,10 @@ core of the 2-core machine this is sized for), so that they always run side by s
 the test scheduler does. Tests marked `loop` check the task-agnostic loop (checkpoints, signals,
 launch configs, optimizer options): identical code in every project, so they run for the first
 task only, as two jobs of their own (the longest, so they start first; the tasks follow); every
-task runs its guarantees, bad-input rows, data and model tests. Each job
+task runs its guarantees, bad-input rows, data and model tests. Two more jobs run the tests
+that compare runs as other machines would (issue 31): other CPU kernels (ATEN_CPU_CAPABILITY,
+which torch picks its kernels by) and thread counts, on the task whose comparisons are floats
+(text-classification: probabilities). Each job
 writes its progress, a line per test, to build/test-logs/<job>.log as it goes; scripts/test.sh
 shows those lines while it waits.
 """
@@ -26,16 +29,27 @@ AT_ONCE = 2
 # The loop's tests that interrupt runs (kills, full disks, nodes, preemption of trial runs):
 # about half the loop's time, so the loop takes two jobs that run side by side.
 INTERRUPTIONS = ["tests/test_reliability.py", "tests/test_scale_out.py", "tests/test_tune.py"]
-# (job, task, marker expression, paths or pytest options): the loop's tests on the first task,
-# in two jobs, then every task's own tests.
-JOBS = [
-    ("loop-interruptions", DEFAULTS["task"][0], "loop", INTERRUPTIONS),
-    ("loop", DEFAULTS["task"][0], "loop", [f"--ignore={path}" for path in INTERRUPTIONS]),
-] + [(task, task, "not loop", []) for task in DEFAULTS["task"]]
+# The tests that compare runs across process counts, thread counts and batch shapes.
+COMPARING = ["tests/test_guarantees.py", "tests/test_predict.py", "tests/test_training.py"]
+# This machine's kernels are AVX-512's; a user's laptop may have AVX2 only, or another library.
+OTHER_MACHINES = [
+    ("machine-avx2-1-thread", {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "1"}),
+    ("machine-default-kernels-3-threads", {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "3"}),
+]
+# (job, task, marker expression, paths or pytest options, environment): the loop's tests on the
+# first task, in two jobs, then every task's own tests, then the comparisons on other machines.
+JOBS = (
+    [
+        ("loop-interruptions", DEFAULTS["task"][0], "loop", INTERRUPTIONS, {}),
+        ("loop", DEFAULTS["task"][0], "loop", [f"--ignore={path}" for path in INTERRUPTIONS], {}),
+    ]
+    + [(task, task, "not loop", [], {}) for task in DEFAULTS["task"]]
+    + [(job, "text-classification", "slow or not slow", COMPARING, env) for job, env in OTHER_MACHINES]
+)
 
 
 def start_suite(job, project, selection, log):
-    marker, paths = selection
+    marker, paths, machine = selection
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=5", "-m", marker, *paths],
         cwd=project,
@@ -43,7 +57,12 @@ def start_suite(job, project, selection, log):
         stderr=subprocess.STDOUT,
         # Tiny models: one thread each, two suites at once. The guarantee tests append their
         # measured differences to GUARANTEE_FIGURES (summarised in guarantee-figures.md).
-        env={**offline_env(), "OMP_NUM_THREADS": "1", "GUARANTEE_FIGURES": str(LOGS / f"{job}-figures.jsonl")},
+        env={
+            **offline_env(),
+            "OMP_NUM_THREADS": "1",
+            "GUARANTEE_FIGURES": str(LOGS / f"{job}-figures.jsonl"),
+            **machine,
+        },
     )
 
 

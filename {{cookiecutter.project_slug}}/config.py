@@ -166,8 +166,14 @@ class LoopOptions:
             raise UsageError("Option warmup_steps must be smaller than max_steps.")
         if not (self.model_name_or_path or self.config_name):
             raise UsageError("Set model_name_or_path (pretrained) or config_name (from scratch).")
-        if not (self.dataset_name or self.train_file):
-            raise UsageError("Set dataset_name (hub) or train_file (local file).")
+        if not (self.dataset_name or self.train_file or getattr(self, "train_dir", None)):
+            folders = (
+                ", train_dir (a folder of class folders)" if hasattr(self, "train_dir") else ""
+            )
+            raise UsageError(
+                f"No training data: set dataset_name (a hub dataset), train_file (a local "
+                f"data file){folders} in a config file or on the command line."
+            )
         if self.eval_strategy == "no" and (
             self.load_best_model_at_end or self.early_stopping_patience
         ):

@@ -303,6 +303,49 @@ def assert_close_values(a, b, rel, what):
     record_difference(what, max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-12) for k in a))
 
 
+# Floats of two runs that differ in process count, thread count or CPU kernels (docs/guarantees.md):
+# their sums run in another order. float32's unit roundoff is 2**-24 (6e-8), and a sum of n terms
+# taken in another order can move by about n units of its terms' magnitude (the bound of recursive
+# summation). The tiny models' dot products run over at most 128 terms through at most 4 layers:
+# 4 * 128 * 6e-8 = 3e-5 of the magnitudes. 1e-4 relative, 1e-6 absolute near zero, is that bound
+# with room; a real difference (a sample lost, a wrong weight) moves values by far more.
+ACROSS_RUNS = 1e-4
+
+
+def assert_same_predictions(one, two, rel=ACROSS_RUNS):
+    """predict.py's lines of two runs that differ in processes, threads or kernels: the same
+    inputs in the same order, the same generated text and tags, floats within `rel`, and the same
+    label wherever its margin over the runner-up exceeds what the tolerance lets move."""
+    assert len(one) == len(two), "every input predicted once"
+
+    def same(a, b, where):
+        if isinstance(a, float) or isinstance(b, float):
+            assert math.isclose(a, b, rel_tol=rel, abs_tol=1e-6), f"{where}: {a} vs {b}"
+        elif isinstance(a, dict):
+            assert a.keys() == b.keys(), f"{where}: {sorted(a)} vs {sorted(b)}"
+            close_call = "label" in a and margin(a.get("probabilities")) <= 2 * rel
+            for key in a:
+                if not (key == "label" and close_call):
+                    same(a[key], b[key], f"{where}.{key}")
+        elif isinstance(a, list):
+            assert len(a) == len(b), f"{where}: {len(a)} vs {len(b)} items"
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                same(x, y, f"{where}[{i}]")
+        else:
+            assert a == b, f"{where}: {a!r} vs {b!r}"
+
+    for i, (a, b) in enumerate(zip(one, two, strict=True)):
+        same(a, b, f"line {i + 1}")
+
+
+def margin(probabilities):
+    """How far the most probable label is ahead of the next (infinite without probabilities)."""
+    if not probabilities or len(probabilities) < 2:
+        return math.inf
+    first, second = sorted(probabilities.values(), reverse=True)[:2]
+    return first - second
+
+
 def assert_close_weights(a, b, rel):
     """Same parameters, equal within a relative tolerance (absolute 1e-7 near zero)."""
     assert a.keys() == b.keys()

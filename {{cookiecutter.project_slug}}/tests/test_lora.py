@@ -30,8 +30,11 @@ def adapted(pretrained, **options):
 
 # The checkpoint hooks are the loop's (lora.py), the same for every task: they run for the first
 # task only; each task's adapters are checked by the merge test below.
-@pytest.mark.loop
-@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=pytest.mark.slow)])
+# One process for every task (what a checkpoint keeps depends on the task's head); two
+# processes add DDP to proven parts: the template's CI runs that for one task (`loop`).
+@pytest.mark.parametrize(
+    "processes", [1, pytest.param(2, marks=[pytest.mark.slow, pytest.mark.loop])]
+)
 def test_resume_after_sigkill_is_bit_identical_with_adapters(tmp_path, pretrained, processes):
     """Adapter dropout on, so resume must restore the RNG too; 1e-6 on 2 processes, as without
     adapters (gloo's reduction order)."""

@@ -11,6 +11,7 @@ from conftest import (
     PROJECT,
     TINY,
     assert_close_values,
+    assert_same_predictions,
     command,
     environment,
     eval_records,
@@ -74,18 +75,21 @@ def test_a_plain_list_of_inputs_is_predicted_without_scores(trained, tmp_path):
     assert not (tmp_path / "predictions.jsonl.metrics.json").exists()
 
 
-@pytest.mark.loop
+# Not a `loop` test: what it compares is the task's own (probabilities, text, tags), so the
+# template's CI runs it for every task.
 @pytest.mark.slow
 def test_a_checkpoint_on_two_processes_predicts_what_final_does_on_one(trained, tmp_path):
     """Every input predicted exactly once and written back in input order; the last
-    checkpoint holds the weights final/ holds."""
+    checkpoint holds the weights final/ holds. Two processes run one thread each and one
+    process all the cores: their sums run in another order, so floats agree within
+    ACROSS_RUNS, not bit for bit (docs/guarantees.md)."""
     inputs = PROJECT / TINY["validation_file"]
     # One input per batch: generated text then depends on no other input's padding.
     options = ("--batch_size", "1", "--max_new_tokens", "8")
     one = predict(trained / "final", inputs, tmp_path / "one.jsonl", 1, *options)
     checkpoint = checkpoint_dirs(trained)[-1]
     two = predict(checkpoint, inputs, tmp_path / "two.jsonl", 2, *options)
-    assert two == one
+    assert_same_predictions(two, one)
 
 
 @pytest.mark.loop

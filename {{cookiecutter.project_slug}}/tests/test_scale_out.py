@@ -140,9 +140,13 @@ def test_two_nodes_and_slurm_train_like_one_process_through_preemptions(tmp_path
     job finishes. Every resume continues at the same place in the data and the same learning
     rate: losses, rates and weights as the uninterrupted run on one process, within 1e-5."""
     one, run = tmp_path / "one", tmp_path / "run"
-    options = {"save_strategy": "steps", "save_steps": 1000}  # only the signals save mid-run
+    # Only the signals save mid-run. The tiny model makes about 100 updates a second, and each
+    # run must still be training when a signal arrives (SLURM delivers one in a fraction of a
+    # second): 78 updates, each followed by an evaluation in the interrupted run, which draws on
+    # no random state, so the numbers stay those of the uninterrupted run.
+    options = {"save_strategy": "steps", "save_steps": 1000, "num_train_epochs": 6}
     run_train(one, per_device_train_batch_size=4, **options)
-    options["per_device_train_batch_size"] = 2
+    options.update(per_device_train_batch_size=2, eval_strategy="steps", eval_steps=1)
 
     port = free_port()
     head, other = [start_train(run, 2, (rank, port, []), **options) for rank in (0, 1)]

@@ -191,7 +191,8 @@ def test_training_options_train(tmp_path, options):
 @pytest.mark.slow
 def test_torch_compile_trains(tmp_path):
     out = tmp_path / "run"
-    run_train(out, max_steps=3, torch_compile="true")
+    # A process of its own: inductor leaves compile workers and caches in the process it runs in.
+    run_train(out, max_steps=3, torch_compile="true", in_process=False)
     assert sorted(losses(out)) == [1, 2, 3]
     assert MODEL_CLASS.from_pretrained(out / "final") is not None
 

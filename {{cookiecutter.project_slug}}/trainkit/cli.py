@@ -41,6 +41,9 @@ COMMON_NAMES = {
     "model": "model_name_or_path",
     "dataset": "dataset_name (hub) or --train_file (local file)",
 }
+# Where training data comes from, and its validation data (train_dir: image-classification).
+SOURCES = ("dataset_name", "train_file", "train_dir")
+VALIDATION_SOURCES = ("validation_file", "validation_dir")
 # Options a resumed run never takes from its checkpoint: they say where and how to run now.
 NOT_RECORDED = ("output_dir", "resume_from_checkpoint", "overwrite_output_dir", "debug")
 
@@ -96,9 +99,12 @@ def parse_args(argv, config_class):
         # Defaults and paths in config files count from the project; typed ones from here.
         if spec.metadata["path"] and value and spec.name not in overrides.keys() | recorded.keys():
             setattr(cfg, spec.name, from_project(value))
-    # Your own data replaces the bundled sample entirely, its validation split included.
-    if {"train_file", "dataset_name"} & given.keys() and "validation_file" not in values:
-        cfg.validation_file = None
+    # Data you give replaces the default data entirely, whatever its kind (a hub dataset, a file,
+    # a folder of images), its validation split included.
+    if any(values.get(name) is not None for name in given.keys() & set(SOURCES)):
+        for name in SOURCES + VALIDATION_SOURCES:
+            if name not in values and hasattr(cfg, name):
+                setattr(cfg, name, None)
     if "num_train_epochs" in given and cfg.max_steps > 0 and os.environ.get("RANK", "0") == "0":
         print(f"Note: max_steps={cfg.max_steps} wins over num_train_epochs; -1 trains by epochs.")
     check_bounds(cfg)

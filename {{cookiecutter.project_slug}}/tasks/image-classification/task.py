@@ -71,10 +71,12 @@ class Options:
     )
     label_column_name: str = option("label", "Column holding the label (strings or integers).")
     train_dir: str | None = option(
-        None, "A folder of images, one sub-folder per class (imagefolder); beats train_file."
+        None,
+        "A folder of images, one sub-folder per class (imagefolder); beats train_file.",
+        path=True,
     )
     validation_dir: str | None = option(
-        None, "Validation images in the same layout; without it a split is held out."
+        None, "Validation images in the same layout; without it a split is held out.", path=True
     )
     image_processor_name: str | None = option(None, "Image processor; defaults to the model's.")
     min_crop_scale: float = option(
