@@ -14,7 +14,8 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
   (``{"tokens": [...], "ner_tags": ["B-PER", ...]}``), and its WordPiece
   tokenizer + BERT config.
 * ``custom/data/{train,validation}.jsonl``: penguin-like measurements in four numeric columns
-  and a species ``label``; ``custom/tiny-model/config.json``: the size of model.py's MLP.
+  and a species ``label``; ``custom/tiny-model/config.json``: what differs from model.py's
+  signature (nothing: the size is model.py's to set).
 * ``seq2seq/data/{train,validation}.jsonl``: three-sentence stories and a one-sentence summary
   (``{"document": ..., "summary": ...}``); ``seq2seq/tiny-model/``: a word-level tokenizer
   (every word of the sample) and a tiny T5 config.
@@ -520,10 +521,12 @@ def build_token_classifier(sentences: list[list[str]]) -> None:
 
 
 def build_custom_model_config() -> None:
-    """model.py's size: the constructor arguments that do not come from the data."""
+    """model.py's size lives in its signature (hidden_size, num_hidden_layers, dropout): the
+    shipped config holds only what differs from it, nothing, so an edit of model.py's defaults
+    takes effect."""
     out = CUSTOM_DIR / "tiny-model" / "config.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 2, "dropout": 0.0}, indent=2) + "\n")
+    out.write_text("{}\n")
 
 
 def build_seq2seq(texts: list[str]) -> None:

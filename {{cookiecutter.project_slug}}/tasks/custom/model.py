@@ -4,8 +4,11 @@ It starts as an MLP that classifies rows of numeric columns. Replace the layers 
 your own small transformer, anything: the loop asks only that forward(features) returns one row
 of class scores (logits) per sample, and that the model saves and loads itself as below.
 
-final/ holds config.json (the constructor's arguments) and model.safetensors (the weights), so
-a trained model comes back with one line, also in a project without train.py:
+Its size is the signature's: hidden_size, num_hidden_layers and dropout below. A model trained
+from scratch takes them from here (assets/tiny-model/config.json, config_name, holds only what
+differs: nothing), so an edit of a default takes effect at the next run. final/ holds
+config.json (all of the constructor's arguments) and model.safetensors (the weights), so a
+trained model comes back with one line, also in a project without train.py:
 
     import torch
     from model import Model
@@ -30,7 +33,7 @@ class Model(nn.Module):
         feature_mean,
         feature_std,
         label_names,
-        hidden_size=64,
+        hidden_size=32,
         num_hidden_layers=2,
         dropout=0.0,
     ):

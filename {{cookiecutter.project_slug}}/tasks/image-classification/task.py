@@ -79,10 +79,13 @@ class Options:
         None, "Validation images in the same layout; without it a split is held out.", path=True
     )
     image_processor_name: str | None = option(None, "Image processor; defaults to the model's.")
+    # Augmentation is off by default: ImageNet's recipe (crops down to 8% of the area, flips)
+    # destroys small images and shapes whose orientation matters (digits, text, charts). For
+    # photos of objects, try min_crop_scale 0.08 and horizontal_flip true (docs/your-data.md).
     min_crop_scale: float = option(
-        0.08, "Smallest area a random training crop keeps (1: no crops).", above=0
+        1.0, "Smallest area a random training crop keeps; 1: no crops. Photos: 0.08.", above=0
     )
-    horizontal_flip: bool = option(True, "Flip half the training images left to right.")
+    horizontal_flip: bool = option(False, "Flip half the training images left to right.")
     skip_unreadable_images: bool = option(
         False, "Skip (and count) missing or corrupt images instead of stopping."
     )

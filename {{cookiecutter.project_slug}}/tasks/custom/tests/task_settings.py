@@ -4,6 +4,8 @@ bad-input rows for tests/test_errors.py."""
 import json
 from pathlib import Path
 
+import torch
+
 TINY_TASK_OPTIONS = {
     # The bundled sample's columns: the project's defaults may name those of your own data.
     "feature_columns": "auto",
@@ -17,9 +19,23 @@ OWN_DATA_FORMATS = (".csv", ".jsonl", ".parquet")
 # (test_reliability.py): config.json names.
 WIDER_MODEL = {"hidden_size": 2048, "num_hidden_layers": 4}
 
+
 # use_peft's options (tests/test_lora.py): model.py's MLP is no architecture PEFT knows, so
 # the layers are named: adapters on both hidden layers, the output layer trained in full.
-LORA_OPTIONS = {"lora_target_modules": "layers.0,layers.3", "lora_modules_to_save": "layers.6"}
+def linear_layers():
+    """The names of model.py's linear layers, from the model itself: an edit of its layers (a
+    norm added, another depth) moves them."""
+    from model import Model
+
+    model = Model(["x"], [0.0], [1.0], ["a", "b"])
+    return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+
+
+# Adapters on the hidden layers; the output layer, a fresh head, trained in full.
+LORA_OPTIONS = {
+    "lora_target_modules": ",".join(linear_layers()[:-1]),
+    "lora_modules_to_save": linear_layers()[-1],
+}
 
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import PROJECT, TINY, eval_records, run_train
 
+import task
 from model import Model
 
 
@@ -132,3 +133,24 @@ def test_a_class_label_column_and_columns_with_a_large_offset(tmp_path):
     # The statistics of the rows trained on (the tiny runs' max_train_samples of them).
     trained = table["stamp"][: TINY["max_train_samples"]]
     assert standardized[1, 1] - standardized[0, 1] == pytest.approx(79 / np.std(trained))
+
+
+def test_the_model_from_scratch_takes_its_size_from_model_py(monkeypatch):
+    """model.py's signature is where its size and dropout are set: the shipped config holds
+    nothing that would override an edit of them (issue 28)."""
+    import inspect
+
+    from config import Config
+    from trainkit import cli
+
+    monkeypatch.chdir(PROJECT)
+    cfg = cli.parse_args([f"--{name}={value}" for name, value in TINY.items()], Config)
+    config, _ = task.load_tokenizer_and_config(cfg)
+    defaults = inspect.signature(Model).parameters
+    assert not set(config) & set(defaults), f"the shipped config overrides model.py: {config}"
+    # What prepare_datasets adds from the data: the columns and their statistics.
+    config.update(feature_names=["x", "y"], feature_mean=[0.0, 0.0], feature_std=[1.0, 1.0])
+    model = task.build_model(cfg, config, ["a", "b"])
+    hidden = [layer for layer in model.layers if isinstance(layer, torch.nn.Linear)][:-1]
+    assert len(hidden) == defaults["num_hidden_layers"].default
+    assert all(layer.out_features == defaults["hidden_size"].default for layer in hidden)

@@ -167,3 +167,41 @@ def test_final_holds_the_image_processor(tmp_path):
     saved = AutoImageProcessor.from_pretrained(out / "final")
     assert saved.size == {"height": 32, "width": 32}
     assert (out / "final" / "preprocessor_config.json").is_file()
+
+
+def test_the_defaults_train_on_the_images_as_evaluation_sees_them(monkeypatch):
+    """No crops and no flips unless asked for: ImageNet's recipe would destroy small images and
+    shapes whose orientation matters (issue 28), so the default training pixels are evaluation's."""
+    from accelerate import Accelerator
+
+    from config import Config
+    from trainkit import cli, data
+
+    monkeypatch.chdir(PROJECT)
+    augmentation = ("min_crop_scale", "horizontal_flip")
+    argv = [f"--{name}={value}" for name, value in TINY.items() if name not in augmentation]
+    cfg = cli.parse_args(argv, Config)
+    assert (cfg.min_crop_scale, cfg.horizontal_flip) == (1.0, False)
+    processor, _ = task.load_tokenizer_and_config(cfg)
+    train_set = data.load_datasets(cfg, Accelerator(cpu=True), processor, task)[0]
+    rows = [train_set[i] for i in range(4)]
+    trained = task.collate(cfg, rows, processor, epoch=3)["pixel_values"]
+    assert torch.equal(trained, task.collate(cfg, rows, processor, None)["pixel_values"])
+
+
+def test_class_folders_come_in_a_seeded_order_so_a_few_rows_hold_every_class(tmp_path):
+    """Folders are read class by class; the rows are then shuffled with the seed, so
+    max_train_samples (the debug preset) sees every class, the same rows on every run."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("a", "b", "c", "d"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(10):
+                Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / split / label / f"{i}.png")
+    options = {"train_dir": tmp_path / "train", "validation_dir": tmp_path / "val"}
+    cfg, _, (train_set, _, label_names) = prepare(max_train_samples=8, **options)
+    assert label_names == ["a", "b", "c", "d"]
+    assert len(set(train_set["labels"])) == 4, "eight rows of four classes hold every class"
+    again = prepare(max_train_samples=8, **options)[2][0]
+    assert train_set["labels"] == again["labels"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import PIL.Image
+import torch
 from accelerate import PartialState
 
 from trainkit.options import UsageError
@@ -46,6 +47,10 @@ def read_image_folders(cfg):
                 raise UsageError(f"Class folder {directory} ({split}_dir) holds no images.")
             images += found
             labels += [directory.name] * len(found)
+        # In a seeded order, not class by class: max_train_samples (the debug preset) then
+        # takes rows of every class, and nothing downstream depends on the folders' order.
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))
+        images, labels = [images[i] for i in order], [labels[i] for i in order]
         columns = {cfg.image_column_name: images, cfg.label_column_name: labels}
         raw[split] = datasets.Dataset.from_dict(columns)
     return raw
