@@ -1,15 +1,17 @@
 """A trained model's predictions on new data: one JSON line per input, in input order, holding
 the input and what the model says about it (task.predict decides what that is).
 
-    python predict.py outputs/default/final data/new.jsonl       # a file in the training format
+    python predict.py outputs/default/final data/new.jsonl   # the training format; labels optional
     python predict.py outputs/default/final inputs.txt           # or a plain list: one per line
+    python predict.py outputs/default/final photos/              # images (in class folders: scored)
     python predict.py outputs/default/checkpoints/step-40 data/new.jsonl   # any checkpoint
     accelerate launch --num_processes 2 predict.py outputs/default/final data/new.jsonl
     options: --output FILE (default: predictions.jsonl beside final/) --batch_size 16
              --max_new_tokens 64 --temperature 0 --num_beams 1 (for generated text)
 
-The run's config.yaml (beside final/, or in the checkpoint) gives every other setting: columns,
-lengths, metrics. When the file holds the labels too, the scores follow, computed as the run's
+The predictions are written first. The run's config.yaml (beside final/, or in the checkpoint)
+gives every other setting: columns, lengths, metrics. When every input holds its label too, the
+scores follow (else one line says why not), computed as the run's
 evaluation computes them (on the run's validation file they equal its last evaluation), printed
 and written to FILE.metrics.json; scoring, and predicting from a checkpoint, read the run's
 training data where it was (it fixes the order of the label names). With several processes each
@@ -79,8 +81,15 @@ def load_model(cfg, target, checkpoint, accelerator, tokenizer, model_config):
     return accelerator.prepare_model(model, evaluation_mode=True).eval()
 
 
-def read_inputs(path):
-    """The rows of a data file (dicts), or the lines of a .txt file (strings)."""
+def read_inputs(cfg, path):
+    """The rows of a data file (dicts), the lines of a .txt file (strings), or the images of a
+    folder (image-classification; in class folders, with their labels)."""
+    if path.is_dir():
+        if not hasattr(cfg, "image_column_name"):
+            raise UsageError(f"Input {path} is a folder; give a data file or a .txt file.")
+        from trainkit import images
+
+        return images.folder_rows(path, cfg.image_column_name, cfg.label_column_name)
     if path.suffix == ".txt":
         return [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
     # As a train split: data.py reads it the way it reads training data.
@@ -89,14 +98,23 @@ def read_inputs(path):
     return list(rows)
 
 
+def unscored(cfg, inputs, path):
+    """Why the inputs cannot be scored (a column evaluation reads is missing or empty in a row,
+    or a folder for a run that did not train on folders), or None when they can."""
+    if path.suffix == ".txt":
+        return "a plain list holds no labels"
+    for option, column in task.data_columns(cfg).items():
+        empty = next((i for i, row in enumerate(inputs) if row.get(column) in (None, "")), None)
+        if empty is not None:
+            return f"input {empty + 1} has no {option} value ({column!r})"
+    if path.is_dir() and not getattr(cfg, "train_dir", None):
+        return "the run trained on a data file, so its labels' order comes from a file, not folders"
+    return None
+
+
 def scores(cfg, accelerator, model, tokenizer):
-    """The run's evaluation of the input file; None when it lacks a column evaluation reads."""
-    try:
-        _, eval_set, label_names = data.load_datasets(cfg, accelerator, tokenizer, task)
-    except UsageError as error:
-        if "is not in" in str(error):  # data.py's sentence for a missing column
-            return None
-        raise
+    """The run's evaluation of the inputs, computed as its evaluation computes them."""
+    _, eval_set, label_names = data.load_datasets(cfg, accelerator, tokenizer, task)
     collate = functools.partial(task.collate, cfg, tokenizer=tokenizer, epoch=None)  # as train.py
     loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
     return evaluate(accelerator, model, accelerator.prepare(loader), cfg, label_names, tokenizer)
@@ -104,17 +122,19 @@ def scores(cfg, accelerator, model, tokenizer):
 
 def predict_all(args):
     cfg, checkpoint = run_config(args.model)
-    if not args.inputs.is_file():
+    if not args.inputs.exists():
         raise UsageError(f"Input file {args.inputs} does not exist.")
     accelerator = start_processes(cfg)
     # The main process reads (and caches) the file first, the others then read its cache.
     with accelerator.main_process_first():
-        inputs = read_inputs(args.inputs)
+        inputs = read_inputs(cfg, args.inputs)
     tokenizer, model_config = task.load_tokenizer_and_config(cfg)
     model = load_model(cfg, args.model, checkpoint, accelerator, tokenizer, model_config)
-    # From here the input file stands where the run's validation file stood: relative paths in
-    # it count from its folder, and scoring evaluates all of it.
-    cfg.validation_file, cfg.max_eval_samples = str(args.inputs), None
+    # From here the inputs stand where the run's validation data stood: relative paths in a file
+    # count from its folder, and scoring evaluates all of it.
+    source = "validation_dir" if args.inputs.is_dir() else "validation_file"
+    setattr(cfg, source, str(args.inputs))
+    cfg.max_eval_samples = None
     generation = {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
     if args.temperature > 0:
         generation.update(do_sample=True, temperature=args.temperature)
@@ -127,14 +147,19 @@ def predict_all(args):
             said = task.predict(cfg, unwrapped, [inputs[i] for i in indices], tokenizer, generation)
             predicted += zip(indices, said, strict=True)
     everything = sorted(gather_object(predicted), key=lambda pair: pair[0])
-    metrics = None if args.inputs.suffix == ".txt" else scores(cfg, accelerator, model, tokenizer)
     output = args.output or args.model.parent / "predictions.jsonl"
+    # The predictions are written first: nothing that scoring meets can lose them.
     if accelerator.is_main_process:
         with output.open("w") as stream:
             for index, said in everything:
                 stream.write(json.dumps({"input": inputs[index], **said}, default=str) + "\n")
         print(f"{len(everything)} predictions: {output}")
-        if metrics is not None:
+    why_not = unscored(cfg, inputs, args.inputs)
+    if why_not:
+        accelerator.print(f"No scores: {why_not}.")
+    else:
+        metrics = scores(cfg, accelerator, model, tokenizer)
+        if accelerator.is_main_process:
             Path(f"{output}.metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             print("scores: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in metrics.items()))
     # Every process leaves the process group together (end_training tears it down): one that
@@ -146,7 +171,9 @@ def predict_all(args):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="A run's final/ or one of its checkpoints.")
-    parser.add_argument("inputs", type=Path, help="A data file in the training format, or .txt.")
+    parser.add_argument(
+        "inputs", type=Path, help="A data file (labels optional), a .txt list, or an image folder."
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_new_tokens", type=int, default=64)

@@ -2,6 +2,7 @@
 of the run's own evaluation when the inputs hold labels; the same from a checkpoint and on two
 processes."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conftest import (
 )
 from task_settings import PLAIN_INPUTS, PREDICTION_FIELDS
 
+import task
 from trainkit.checkpoints import checkpoint_dirs
 
 
@@ -105,3 +107,41 @@ def test_bad_input_to_predict_is_one_sentence(trained, tmp_path):
         )  # fmt: skip
         assert done.returncode == 2 and done.stderr.startswith("error: "), done.stderr
         assert sentence in done.stderr
+
+
+LABELS = ("label_column_name", "summary_column")  # the options that name a task's targets
+
+
+@pytest.mark.skipif(
+    not set(LABELS) & task.Options.__dataclass_fields__.keys(),
+    reason="the task's rows hold no labels to leave out",
+)
+@pytest.mark.parametrize("ending", [".jsonl", ".csv"])
+def test_new_rows_without_labels_are_predicted_and_written(trained, tmp_path, ending, capsys):
+    """Predicting new, unlabelled rows is predict.py's main job: every row predicted and
+    written, a line that says why there are no scores, no error (issue 28)."""
+    from config import Config
+    from trainkit.cli import parse_args
+
+    cfg = parse_args([f"--{name}={value}" for name, value in TINY.items()], Config)
+    dropped = [getattr(cfg, option) for option in LABELS if hasattr(cfg, option)]
+    rows = [json.loads(line) for line in (PROJECT / TINY["validation_file"]).open()][:12]
+    if "image" in rows[0]:  # image paths count from the bundled file: made absolute
+        folder = (PROJECT / TINY["validation_file"]).parent
+        rows = [{**row, "image": str(folder / row["image"])} for row in rows]
+    rows = [{key: value for key, value in row.items() if key not in dropped} for row in rows]
+    if ending == ".csv" and any(isinstance(value, list | dict) for value in rows[0].values()):
+        pytest.skip("a csv file cannot hold this task's lists")
+    inputs = tmp_path / f"new{ending}"
+    if ending == ".csv":
+        with inputs.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        inputs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    predictions = predict(trained / "final", inputs, tmp_path / "predictions.jsonl")
+    assert len(predictions) == len(rows)
+    assert all(PREDICTION_FIELDS <= p.keys() for p in predictions)
+    assert "No scores: input 1 has no" in capsys.readouterr().out
+    assert not (tmp_path / "predictions.jsonl.metrics.json").exists()

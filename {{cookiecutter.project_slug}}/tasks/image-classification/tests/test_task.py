@@ -4,6 +4,7 @@ pretrained classifier."""
 
 import json
 import shutil
+from pathlib import Path
 
 import datasets
 import pyarrow.parquet
@@ -205,3 +206,25 @@ def test_class_folders_come_in_a_seeded_order_so_a_few_rows_hold_every_class(tmp
     assert len(set(train_set["labels"])) == 4, "eight rows of four classes hold every class"
     again = prepare(max_train_samples=8, **options)[2][0]
     assert train_set["labels"] == again["labels"]
+
+
+def test_predict_reads_a_folder_of_images(tmp_path, monkeypatch, capsys):
+    """predict.py on a folder: every image predicted, in class folders with its folder's name
+    as its label (issue 28); scores need a run that trained on folders, else one line says so."""
+    import predict
+
+    monkeypatch.chdir(PROJECT)
+    run = tmp_path / "run"
+    run_train(run, max_steps=2)
+    folder, rows = bundled_rows(6)
+    for row in rows:
+        target = tmp_path / "new" / str(row["label"]) / Path(row["image"]).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / row["image"], target)
+    output = tmp_path / "predictions.jsonl"
+    predict.main([str(run / "final"), str(tmp_path / "new"), "--output", str(output)])
+    predictions = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(predictions) == 6
+    assert {p["input"]["label"] for p in predictions} == {str(row["label"]) for row in rows}
+    assert all("probabilities" in p for p in predictions)
+    assert "No scores: the run trained on a data file" in capsys.readouterr().out

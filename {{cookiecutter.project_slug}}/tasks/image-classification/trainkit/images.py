@@ -56,6 +56,21 @@ def read_image_folders(cfg):
     return raw
 
 
+def folder_rows(folder, image_column, label_column):
+    """The images under `folder` as rows for predict.py: in class sub-folders (the imagefolder
+    layout) each row carries its folder's name as its label; loose images carry none."""
+    rows = []
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix.lower() in IMAGE_ENDINGS:
+            row = {image_column: str(path.resolve())}
+            if path.parent != Path(folder):
+                row[label_column] = path.parent.name
+            rows.append(row)
+    if not rows:
+        raise UsageError(f"Input folder {folder} holds no images ({', '.join(IMAGE_ENDINGS)}).")
+    return rows
+
+
 def open_image(image):
     """An image stored as {"bytes", "path"} (datasets' Image feature, not decoded) as RGB."""
     source = io.BytesIO(image["bytes"]) if image["bytes"] else image["path"]
