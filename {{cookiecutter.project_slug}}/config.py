@@ -54,7 +54,12 @@ class LoopOptions:
         "Local validation file; without one, validation_split_percentage of train is held out.",
         path=True,
     )
-    validation_split_percentage: int = option(5, "% of train held out.", at_least=1, below=100)
+    validation_split_percentage: int = option(
+        5,
+        "% of train held out (at least 50 rows, where a quarter of the data allows).",
+        at_least=1,
+        below=100,
+    )
     bad_rows: Literal["error", "skip"] = option(
         "error", "A row whose text or label is null or blank: stop, naming it; or skip and count."
     )

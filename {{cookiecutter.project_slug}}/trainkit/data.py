@@ -5,6 +5,7 @@ streaming=true (causal-lm), a stream (streaming.py). `task` is your task module,
 
 import contextlib
 import json
+import math
 import os
 
 import datasets
@@ -14,6 +15,9 @@ import torch
 
 from trainkit.files import builder_for, load_or_explain
 from trainkit.options import UsageError
+
+# The fewest validation rows a carved split keeps where the data allows (validation_size).
+VALIDATION_ROWS = 50
 
 
 def load_datasets(cfg, accelerator, tokenizer, task):
@@ -105,8 +109,8 @@ def load_raw_datasets(cfg, columns, readers):
     )
     if "validation" not in raw:
         # A held-out split carved from train, the same one on every run.
-        percent = cfg.validation_split_percentage
-        split = raw["train"].train_test_split(test_size=percent / 100, seed=cfg.seed)
+        size = validation_size(len(raw["train"]), cfg.validation_split_percentage)
+        split = raw["train"].train_test_split(test_size=size, seed=cfg.seed)
         raw = datasets.DatasetDict(train=split["train"], validation=split["test"])
     for name, limit in (("train", cfg.max_train_samples), ("validation", cfg.max_eval_samples)):
         if limit is not None:
@@ -122,6 +126,12 @@ def load_raw_datasets(cfg, columns, readers):
         validation = sources.get("validation", carved)
         raw["validation"] = check_labels(cfg, raw, columns["label_column_name"], validation)
     return raw
+
+
+def validation_size(rows, percent):
+    """Rows to hold out of `rows` for validation: `percent` of them, but at least 50 where a
+    quarter of the data allows: 5% of a small table (9 of 178 rows) scores in steps of 11%."""
+    return max(math.ceil(rows * percent / 100), min(VALIDATION_ROWS, rows // 4), 1)
 
 
 def check_rows(cfg, rows, columns, source):
