@@ -72,8 +72,8 @@ class LoopOptions:
     overwrite_output_dir: bool = option(False, "Start afresh even if output_dir holds a run.")
     num_train_epochs: float = option(3.0, "Epochs; ignored when max_steps > 0.", at_least=0)
     max_steps: int = option(-1, "Optimizer updates to run; -1 means use num_train_epochs.")
-    per_device_train_batch_size: int = option(8, "Sequences per process per micro-batch.", above=0)
-    per_device_eval_batch_size: int = option(16, "Sequences per process per eval batch.", above=0)
+    per_device_train_batch_size: int = option(8, "Examples per process per micro-batch.", above=0)
+    per_device_eval_batch_size: int = option(16, "Examples per process per eval batch.", above=0)
     gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer update.", above=0)
     learning_rate: float = option(5e-4, "Peak learning rate.", at_least=0)
     layerwise_lr_decay: float = option(

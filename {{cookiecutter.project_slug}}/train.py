@@ -235,68 +235,70 @@ def train(cfg):
     # The first writes: config.yaml, the tracker, and clearing an overwritten run.
     checkpoints.start_run(cfg, accelerator, checkpoint, state.global_step)
 
-    # SLURM's SIGTERM or SIGUSR1 and Ctrl-C: finish the update, save, stop.
-    stop_requests = StopRequests(accelerator)
+    stop_requests = StopRequests(accelerator)  # SLURM's SIGTERM or SIGUSR1, Ctrl-C: save, stop
     totals = Totals(torch.zeros((), dtype=torch.float64, device=device))
     health = torch.zeros((), device=device)
-    last_good = state.global_step
-    stopped_by_signal = False
-    last_eval = "none in this run"
+    last_good, stopped_by_signal = state.global_step, False
+    last_eval, shown_at = "none in this run", state.global_step
     on_screen = accelerator.is_local_main_process
-    progress = tqdm(total=total_updates, initial=state.global_step, disable=not on_screen)
-    model.train()
-    windows = update_windows(train_set, state, cfg, accelerator, loader_options)
-    for window, epoch, epoch_end in windows:
-        totals.count(window)
-        window = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in window]
-        learning_rate = lr_at(state.global_step, total_updates, warmup, cfg)
-        update_loss, grad_norm, update_health = take_update(
-            accelerator, model, optimizer, clipped, window, learning_rate, cfg
-        )
-        if update_health is None:  # skipped: non-finite, with on_nonfinite=skip
-            state.skipped_updates += 1
-        else:
-            health += update_health
-            totals.loss += update_loss
-            totals.updates += 1
-        state.global_step += 1
-        progress.update(1)
+    # Closed however the loop ends: an error then prints on a line of its own, not the bar's.
+    with tqdm(total=total_updates, initial=state.global_step, disable=not on_screen) as progress:
+        model.train()
+        windows = update_windows(train_set, state, cfg, accelerator, loader_options)
+        for window, epoch, epoch_end in windows:
+            totals.count(window)
+            window = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in window]
+            learning_rate = lr_at(state.global_step, total_updates, warmup, cfg)
+            update_loss, grad_norm, update_health = take_update(
+                accelerator, model, optimizer, clipped, window, learning_rate, cfg
+            )
+            if update_health is None:  # skipped: non-finite, with on_nonfinite=skip
+                state.skipped_updates += 1
+            else:
+                health += update_health
+                totals.loss += update_loss
+                totals.updates += 1
+            state.global_step += 1
+            progress.update(1)
 
-        step = state.global_step
-        last = step == total_updates
-        log_now = step % cfg.logging_steps == 0 or last
-        eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end, last)
-        save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end, last)
-        stopped_by_signal = stop_requests.agreed()  # on every process, if any was asked
-        if log_now:
-            record = {"step": step, "epoch": round(epoch, 4), "learning_rate": learning_rate}
-            record.update(totals.summary(world, flops_per_token, cfg))
-            record.update(grad_norm=grad_norm.item(), skipped_updates=state.skipped_updates)
-            log(accelerator, cfg, record)
-            progress.set_postfix(loss=f"{record['loss']:.4f}")
-            totals = Totals(torch.zeros((), dtype=torch.float64, device=device))
-        # Checked after the log shows the bad value, before an eval or a save could use it.
-        if log_now or eval_now or save_now or stopped_by_signal:
-            check_finite(health, last_good, cfg)
-            last_good = step
+            step = state.global_step
+            last = step == total_updates
+            log_now = step % cfg.logging_steps == 0 or last
+            eval_now = is_due(cfg.eval_strategy, cfg.eval_steps, step, epoch_end, last)
+            save_now = is_due(cfg.save_strategy, cfg.save_steps, step, epoch_end, last)
+            stopped_by_signal = stop_requests.agreed()  # on every process, if any was asked
+            if log_now:
+                record = {"step": step, "epoch": round(epoch, 4), "learning_rate": learning_rate}
+                record.update(totals.summary(world, flops_per_token, cfg))
+                record.update(grad_norm=grad_norm.item(), skipped_updates=state.skipped_updates)
+                log(accelerator, cfg, record)
+                progress.set_postfix(loss=f"{record['loss']:.4f}")
+                totals = Totals(torch.zeros((), dtype=torch.float64, device=device))
+            # Checked after the log shows the bad value, before an eval or a save could use it.
+            if log_now or eval_now or save_now or stopped_by_signal:
+                check_finite(health, last_good, cfg)
+                last_good = step
 
-        # Eval and save time is kept out of the throughput.
-        paused = time.perf_counter()
-        early_stop = False
-        if eval_now:
-            scores = evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer)
-            log(accelerator, cfg, {"step": step, "epoch": round(epoch, 4), **scores})
-            # The best value of metric_for_best_model, and patience for early stopping.
-            early_stop = state.record_eval(scores[cfg.metric_for_best_model], cfg)
-            last_eval = eval_line(scores, state)
-            if on_screen:
-                progress.write(f"eval {last_eval}", file=sys.stdout)
-        if save_now or stopped_by_signal:
-            checkpoints.save_checkpoint(accelerator, cfg, state)
-        totals.started += time.perf_counter() - paused
-        if last or stopped_by_signal or early_stop:
-            break
-    progress.close()
+            # Eval and save time is kept out of the throughput.
+            paused = time.perf_counter()
+            early_stop = False
+            if eval_now:
+                scores = evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer)
+                log(accelerator, cfg, {"step": step, "epoch": round(epoch, 4), **scores})
+                # The best value of metric_for_best_model, and patience for early stopping.
+                early_stop = state.record_eval(scores[cfg.metric_for_best_model], cfg)
+                last_eval = eval_line(scores, state)
+                # Every new best and the last, else about ten lines a run: 50 epochs stay readable.
+                if on_screen and (
+                    state.best_step == step or last or step - shown_at >= total_updates / 10
+                ):
+                    progress.write(f"eval {last_eval}", file=sys.stdout)
+                    shown_at = step
+            if save_now or stopped_by_signal:
+                checkpoints.save_checkpoint(accelerator, cfg, state)
+            totals.started += time.perf_counter() - paused
+            if last or stopped_by_signal or early_stop:
+                break
 
     finish(accelerator, cfg, model, tokenizer, state, stopped_by_signal, last_eval, started)
 

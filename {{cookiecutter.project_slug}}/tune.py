@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -151,7 +152,11 @@ def write_summary(study, directory, cfg):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Every other argument goes to each trial's train.py: --config FILE.yaml (the "
+        "run every trial starts from; repeatable) and any --option value of train.py --help.",
+    )
     parser.add_argument("--search", default="configs/search.yaml", help="The search space.")
     parser.add_argument("--n_trials", type=int, default=20, help="Finished trials to reach.")
     parser.add_argument("--study_dir", default="outputs/tune", help="Trials, study.db, results.")
@@ -164,6 +169,9 @@ def main(argv):
         import optuna
     except ImportError:
         sys.exit('error: tune.py needs optuna: pip install -e ".[tune]"')
+    # Heartbeats (a killed worker's trial is failed and retried) are marked experimental in
+    # Optuna; they are what makes a killed driver resumable here, so the warning says nothing new.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         cfg = parse_args(train_args, Config)
         if cfg.eval_strategy == "no":

@@ -46,6 +46,13 @@ def run_tune(*args, **options):
     return done
 
 
+def test_help_names_the_config_and_the_options_that_go_to_train_py():
+    done = subprocess.run(
+        [sys.executable, "tune.py", "--help"], cwd=PROJECT, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--config FILE.yaml" in " ".join(done.stdout.split())
+
+
 def load_study(study_dir):
     url = f"sqlite:///{Path(study_dir, 'study.db').resolve()}"
     return optuna.load_study(study_name=Path(study_dir).name, storage=url)
@@ -60,7 +67,8 @@ def test_a_trial_worse_than_the_median_is_pruned_and_the_best_config_is_written(
     # at its first evaluation and is stopped there.
     queued.enqueue_trial({"learning_rate": 3e-3})
     queued.enqueue_trial({"learning_rate": 0.0})
-    run_tune(study_dir, {"learning_rate": {"choices": [3e-3, 1e-3, 0.0]}}, 3, **LONG)
+    done = run_tune(study_dir, {"learning_rate": {"choices": [3e-3, 1e-3, 0.0]}}, 3, **LONG)
+    assert "ExperimentalWarning" not in done.stderr, "Optuna's heartbeats are on purpose"
 
     trials = load_study(study_dir).trials
     assert [t.state for t in trials[:2]] == [FINISHED[0], FINISHED[1]]

@@ -167,7 +167,7 @@ def test_a_validation_label_training_lacks_is_named_or_skipped_and_counted(
     counted = f"Skipped 2 validation row(s) with labels no training row has: {unseen!r}."
     assert counted in skipped.stdout
     kept = min(TINY["max_eval_samples"], len(rows)) - 2
-    assert f", {kept} validation sequences" in skipped.stdout
+    assert f", {kept} validation examples" in skipped.stdout
 
 
 @pytest.mark.skipif(task.NAME == "sft", reason="sft reads any of its formats: no fixed columns")
@@ -333,3 +333,28 @@ def test_max_steps_winning_over_epochs_is_said(capsys):
     cfg = cli.parse_args(["--config", "configs/debug.yaml", "--num_train_epochs", "1"], Config)
     assert cfg.max_steps > 0
     assert f"max_steps={cfg.max_steps} wins over num_train_epochs" in capsys.readouterr().out
+
+
+@pytest.mark.loop
+def test_an_error_during_training_prints_on_a_line_of_its_own(tmp_path):
+    """The progress bar is closed before the one-sentence error, which would otherwise land on
+    the bar's line (`... loss=6.07]error: ...`, issue 28)."""
+    done = run_train(tmp_path / "run", check=False, learning_rate=1e30, max_steps=20)
+    assert done.returncode == 2
+    last = done.stderr.rstrip("\n").split("\n")[-1]
+    assert last.startswith("error: The loss or gradient norm became non-finite"), last
+
+
+@pytest.mark.loop
+def test_many_evaluations_print_about_ten_lines_and_every_new_best(tmp_path):
+    """An evaluation every update of 60: metrics.jsonl holds all 60, the console about ten lines
+    (and every new best, and the last), so a run of many epochs stays readable (issue 28).
+    Learning rate 0 keeps the loss flat: the first evaluation stays the only best."""
+    options = {"max_steps": 60, "eval_strategy": "steps", "eval_steps": 1, "logging_steps": 10}
+    done = run_train(tmp_path / "run", learning_rate=0.0, warmup_steps=0, **options)
+    shown = [line for line in done.stdout.splitlines() if line.startswith("eval step ")]
+    records = eval_records(tmp_path / "run")
+    assert len(records) == 60
+    bests = [line for line in shown if line.endswith("(best)")]
+    assert len(bests) == 1 and 10 <= len(shown) <= 12, shown
+    assert shown[-1].startswith("eval step 60:")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from accelerate import Accelerator
-from conftest import PROJECT, TINY, environment, losses, run_train
+from conftest import FLAT_EVALS_EVERY_2, PROJECT, TINY, environment, losses, run_train
 
 import task
 from config import Config
@@ -122,8 +122,10 @@ def test_a_run_ends_with_its_curves_and_runs_compare(two_runs, tmp_path):
         cwd=PROJECT, env=environment(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert png_size(tmp_path / "compare.png") == (1760, 495)
-    table = (tmp_path / "compare.md").read_text()
+    # --out names a folder (issue 28): both files go into it.
+    assert sorted(path.name for path in out.iterdir()) == ["compare.md", "compare.png"]
+    assert png_size(out / "compare.png") == (1760, 495)
+    table = (out / "compare.md").read_text()
     assert f"| {a.name} | 8 |" in table and f"| {b.name} | 8 |" in table
     rate = TINY["learning_rate"]
     assert f"| learning_rate | {rate} | {rate / 2} |" in table
@@ -143,8 +145,19 @@ def test_final_holds_a_model_card(two_runs):
         assert card.startswith(f"---\ntags:\n- {task.NAME}\n")
     assert f"A {task.NAME} model, from scratch (config {TINY['config_name']})" in card
     assert TINY["train_file"].split("/")[-1] in card  # the data
-    assert "Last evaluation, at update 8:" in card and f"| eval_loss | {last_loss:.4g} |" in card
+    assert "Last evaluation, at update 8 (final/'s model):" in card
+    assert f"| eval_loss | {last_loss:.4g} |" in card
     assert f"Best eval_loss: {min(r['eval_loss'] for r in evals if 'eval_loss' in r):.4g}" in card
     assert f'{task.MODEL_CLASS.__name__}.from_pretrained("{a / "final"}")' in card
     assert "- 8 updates; last training loss" in card and "1 process(es) on " in card
     assert f"learning_rate: {TINY['learning_rate']}" in card  # every option
+
+
+def test_a_model_card_of_the_best_checkpoint_gives_its_scores_first(tmp_path):
+    """With load_best_model_at_end, final/ holds the best checkpoint's model, and the card's
+    scores are that checkpoint's, the last evaluation's beside them (issue 28)."""
+    out = tmp_path / "run"
+    run_train(out, max_steps=6, load_best_model_at_end="true", **FLAT_EVALS_EVERY_2)
+    card = (out / "final" / "README.md").read_text()
+    assert "final/ holds the best checkpoint's model (load_best_model_at_end)" in card
+    assert "evaluation at update 2:" in card and "The last evaluation, at update 6:" in card

@@ -53,14 +53,14 @@ def load_datasets(cfg, accelerator, tokenizer, task):
     train_set, eval_set, label_names = prepared
     for name, split in (("train", train_set), ("validation", eval_set)):
         if len(split) < accelerator.num_processes:
-            count = f"{len(split)} sequences after tokenization"
+            count = f"{len(split)} examples once prepared"
             raise UsageError(f"The {name} split has {count}; too few to train.")
     if "input_ids" in eval_set.column_names:
         # Evaluation goes longest first: batches of like lengths carry less padding (a third less
         # work on the bundled sample). No score depends on the order.
         lengths = [len(ids) for ids in eval_set["input_ids"]]
         eval_set = eval_set.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
-    sizes = f"{len(train_set)} training, {len(eval_set)} validation sequences"
+    sizes = f"{len(train_set)} training, {len(eval_set)} validation examples"
     labels = f"; labels {', '.join(map(str, label_names))}" if label_names else ""
     accelerator.print(f"Data: {sizes}{labels}.")
     return train_set, eval_set, label_names

@@ -3,8 +3,8 @@
 
     python -m trainkit.plots outputs/default                       # outputs/default/curves.png
     python -m trainkit.plots outputs/lr-1e-4 outputs/lr-3e-4 --out outputs/compare
-        # compare.png (the runs' curves overlaid) and compare.md (their final and best scores,
-        # and the options in which their config.yaml files differ)
+        # outputs/compare/compare.png (the runs' curves overlaid) and compare.md (their final
+        # and best scores, and the options in which their config.yaml files differ)
 """
 
 import argparse
@@ -146,21 +146,24 @@ def compare_table(runs):
 
 
 def compare(run_dirs, out):
-    """out.png and out.md for several runs; labels are the run directories' names."""
+    """out/compare.png and out/compare.md for several runs; labels are the run directories'
+    names."""
     runs = {Path(d).resolve().name: read_run(d) for d in run_dirs}
     if len(runs) < len(run_dirs):
         raise SystemExit("error: give runs whose directories have different names.")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.md").write_text(compare_table(runs))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, "compare.md").write_text(compare_table(runs))
     curves = {label: (train, evals) for label, (train, evals, _) in runs.items()}
-    picture = save_figure(curves, f"{len(runs)} runs compared", f"{out}.png", True)
-    return picture, Path(f"{out}.md")
+    picture = save_figure(curves, f"{len(runs)} runs compared", Path(out, "compare.png"), True)
+    return picture, Path(out, "compare.md")
 
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="Output directories of runs.")
-    parser.add_argument("--out", default="compare", help="Several runs: OUT.png and OUT.md.")
+    parser.add_argument(
+        "--out", default="compare", help="Several runs: the folder for compare.png and compare.md."
+    )
     args = parser.parse_args(argv)
     if pyplot() is None:
         print('Note: no pictures: matplotlib is not installed (pip install -e ".[plots]").')
