@@ -129,7 +129,7 @@ def test_kill_anywhere_always_resumes_exactly(tmp_path, slow_to_save_model):
         "eval_strategy": "steps",
         "eval_steps": 4,
     }
-    run_train(reference, **options)
+    run_train(reference, **options, in_process=False)
     total = max(losses(reference))
     final_files = sorted(path.name for path in (reference / "final").iterdir())
     rng, turns, attempts = random.Random(0), itertools.cycle(AIMS), 0
@@ -169,7 +169,7 @@ def test_kill_anywhere_always_resumes_exactly(tmp_path, slow_to_save_model):
         assert not final.exists() or sorted(p.name for p in final.iterdir()) == final_files
     print(f"\n{sum(landed.values())} kills in {attempts} attempts: {landed}")
     assert all(landed[where] >= least for where, least in KILLS.items()), landed
-    run_train(killed, **options, resume_from_checkpoint="latest")
+    run_train(killed, **options, resume_from_checkpoint="latest", in_process=False)
     assert losses(killed) == losses(reference)
     assert eval_records(killed) == eval_records(reference)
     assert (killed / "final" / "model.safetensors").read_bytes() == (
@@ -366,12 +366,12 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
     datasets cache on a full disk stops the run before it trains, naming the cache."""
     reference, out = tmp_path / "reference", small_disk / "run"
     options = {"max_steps": 6, "save_strategy": "steps", "save_steps": 3}
-    run_train(reference, **options)
+    run_train(reference, **options, in_process=False)
     checkpoint = size_of(reference / "checkpoints" / "step-3")
     final = size_of(reference / "final")
 
     filler = leave_free(small_disk, checkpoint // 2)  # not even one checkpoint fits
-    stopped = run_train(out, check=False, **options)
+    stopped = run_train(out, check=False, **options, in_process=False)
     assert stopped.returncode == 2
     assert "No space left on device" in stopped.stderr and "checkpoint is none." in stopped.stderr
     assert not list((out / "checkpoints").iterdir()), "the half-written save is gone"
@@ -394,7 +394,9 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
 
     filler.unlink()
     filler = leave_free(small_disk, checkpoint // 2)  # the next checkpoint cannot fit
-    stopped = run_train(out, check=False, resume_from_checkpoint="latest", **options)
+    stopped = run_train(
+        out, check=False, resume_from_checkpoint="latest", **options, in_process=False
+    )
     assert stopped.returncode == 2
     assert "No space left for checkpoint step-6" in stopped.stderr
     assert "the last complete checkpoint is" in stopped.stderr and "step-3." in stopped.stderr
@@ -402,13 +404,15 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_and_the_resume_finis
 
     filler.unlink()
     filler = leave_free(small_disk, checkpoint + final // 2)  # step-6 fits, final/ not
-    stopped = run_train(out, check=False, resume_from_checkpoint="latest", **options)
+    stopped = run_train(
+        out, check=False, resume_from_checkpoint="latest", **options, in_process=False
+    )
     assert stopped.returncode == 2
     assert "No space left on device" in stopped.stderr and "step-6." in stopped.stderr
     assert not (out / "final").exists() and not (out / ".tmp-final").exists()
 
     filler.unlink()
-    run_train(out, resume_from_checkpoint="latest", **options)
+    run_train(out, resume_from_checkpoint="latest", **options, in_process=False)
     assert losses(out) == losses(reference)
     weights, resumed = final_weights(reference), final_weights(out)
     assert all(weights[name].equal(resumed[name]) for name in weights)

@@ -194,7 +194,7 @@ def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     reference, first, moved = tmp_path / "reference", tmp_path / "first", tmp_path / "moved"
     options = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "max_steps": 12}
     options.update(save_strategy="steps", save_steps=1000, eval_strategy="steps", eval_steps=3)
-    run_train(reference, **options)
+    run_train(reference, in_process=False, **options)  # as the stopped run: docs/guarantees.md
     process = start_train(first, **options)
     assert wait_for_step(process, first, 5)
     process.send_signal(signal.SIGTERM)  # to the training process, as a scheduler does
@@ -204,7 +204,7 @@ def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     assert not (first / "final").exists(), "a preempted run is not final"
     shutil.copytree(first, moved)
     shutil.rmtree(first)
-    result = finish([f"--output_dir={moved}", "--resume_from_checkpoint=latest"])
+    result = finish([f"--output_dir={moved}", "--resume_from_checkpoint=latest"], in_process=False)
     assert "Resumed from" in result.stdout + result.stderr
     assert losses(moved) == losses(reference)
     assert [r["step"] for r in eval_records(moved)] == [3, 6, 9, 12]
