@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from conftest import (
     BUNDLED,
@@ -358,3 +359,25 @@ def test_many_evaluations_print_about_ten_lines_and_every_new_best(tmp_path):
     bests = [line for line in shown if line.endswith("(best)")]
     assert len(bests) == 1 and 10 <= len(shown) <= 12, shown
     assert shown[-1].startswith("eval step 60:")
+
+
+@pytest.mark.loop
+def test_more_threads_than_free_cores_are_named_with_the_command_that_sets_them(tmp_path):
+    """torch's threads beyond the cores a process can use wait on each other (a busy machine:
+    450 updates in 12 s with one thread, 270 in 92 s with two, issue 28): one line says so and
+    gives the command. Nothing is set: the thread count decides the order of float sums."""
+    from trainkit.processes import thread_note
+
+    assert thread_note(2, 2, 0.1, 1) is None, "an idle 2-core machine: 2 threads is right"
+    busy = thread_note(2, 2, 1.3, 1)
+    assert "1.3 of them busy" in busy and "OMP_NUM_THREADS=1 python train.py" in busy
+    assert "OMP_NUM_THREADS=2 " in thread_note(8, 4, 0.0, 2), "4 cores for 2 processes"
+    assert thread_note(1, 2, 1.5, 1) is None, "one thread is never too many"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4 * os.cpu_count())  # more than any core count here
+    try:
+        done = run_train(tmp_path / "run", max_steps=2)
+    finally:
+        torch.set_num_threads(threads)
+    note = [line for line in done.stdout.splitlines() if line.startswith("Note: torch runs")]
+    assert len(note) == 1 and f"runs {4 * os.cpu_count()} threads" in note[0]

@@ -4,9 +4,11 @@ kills a job, Ctrl-C sends SIGINT.
 """
 
 import ctypes
+import math
 import os
 import platform
 import signal
+import time
 
 import torch
 from accelerate import Accelerator
@@ -26,9 +28,57 @@ def start_processes(cfg):
     if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
         raise UsageError("Processes would train alone: without GPUs set ACCELERATE_USE_CPU=true.")
     keep_freed_cpu_memory(accelerator.device)
+    if accelerator.device.type == "cpu" and accelerator.is_local_main_process:
+        note = thread_note(torch.get_num_threads(), *cpu_share(), accelerator.num_processes)
+        if note:
+            print(note, flush=True)
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
         raise UsageError("DeepSpeed steps at every backward: set gradient_accumulation_steps=1.")
     return accelerator
+
+
+def cpu_share():
+    """(cores this process may run on, by its affinity and any cgroup quota; the load others put
+    on them: the 1-minute load average less this process's own part of it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:  # cgroup v2: "max 100000", or a quota of CPU time per period
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+        cores = min(cores, max(1, int(quota) // int(period))) if quota != "max" else cores
+    except (OSError, ValueError):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    # The load average is a one-minute moving average: a process that has been busy for t
+    # seconds accounts for about 1 - exp(-t/60) of its CPU rate in it.
+    used, age = time.process_time(), max(1e-3, time.time() - process_start())
+    own = min(used / age, 1.0) * (1 - math.exp(-age / 60))
+    return cores, max(0.0, load - own)
+
+
+def process_start():
+    """When this process started (Linux: /proc); now, elsewhere."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def thread_note(threads, cores, others_load, processes):
+    """One line when torch runs more threads per process than the cores it can really use: on
+    a busy machine, threads beyond that wait on each other (measured: docs/speed.md). Advice,
+    not a change: the thread count decides the order of float sums, so setting it by the load
+    would make two runs of one command differ."""
+    free = max(1, math.floor(cores - others_load + 0.5))
+    usable = max(1, free // processes)
+    if threads <= usable:
+        return None
+    busy = f", {others_load:.1f} of them busy with other work" if others_load >= 0.5 else ""
+    return (
+        f"Note: torch runs {threads} threads in each of {processes} process(es) on {cores} "
+        f"core(s){busy}; threads beyond {usable} wait on each other. Set them: "
+        f"OMP_NUM_THREADS={usable} python train.py ... (docs/speed.md)."
+    )
 
 
 def keep_freed_cpu_memory(device):
