@@ -112,12 +112,14 @@ def unscored(cfg, inputs, path):
     return None
 
 
-def scores(cfg, accelerator, model, tokenizer):
-    """The run's evaluation of the inputs, computed as its evaluation computes them."""
+def scores(cfg, accelerator, model, tokenizer, report):
+    """The run's evaluation of the inputs, computed as its evaluation computes them; a
+    classifier's scores class by class go to `report`."""
     _, eval_set, label_names = data.load_datasets(cfg, accelerator, tokenizer, task)
     collate = functools.partial(task.collate, cfg, tokenizer=tokenizer, epoch=None)  # as train.py
     loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
-    return evaluate(accelerator, model, accelerator.prepare(loader), cfg, label_names, tokenizer)
+    loader = accelerator.prepare(loader)
+    return evaluate(accelerator, model, loader, cfg, label_names, tokenizer, report)
 
 
 def predict_all(args):
@@ -158,10 +160,13 @@ def predict_all(args):
     if why_not:
         accelerator.print(f"No scores: {why_not}.")
     else:
-        metrics = scores(cfg, accelerator, model, tokenizer)
+        report = Path(f"{output}.report.md")
+        metrics = scores(cfg, accelerator, model, tokenizer, report)
         if accelerator.is_main_process:
             Path(f"{output}.metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             print("scores: " + ", ".join(f"{k[5:]} {v:.4g}" for k, v in metrics.items()))
+            if report.exists():  # a classifier's: per class, and a confusion matrix
+                print(f"by class: {report}")
     # Every process leaves the process group together (end_training tears it down): one that
     # leaves while another still writes hung in the teardown, in the full suite, for minutes.
     accelerator.wait_for_everyone()

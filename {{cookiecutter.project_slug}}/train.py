@@ -34,6 +34,7 @@ from trainkit.data import load_datasets
 from trainkit.optim import build_optimizer, set_learning_rate
 from trainkit.options import UsageError, check_metric_for_best_model
 from trainkit.processes import StopRequests, start_processes
+from trainkit.report import write as report_classes
 
 # Tokenizer threads and data-loader worker processes can deadlock each other.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -166,9 +167,10 @@ def take_update(accelerator, model, optimizer, clipped, window, learning_rate, c
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
+def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer, report=None):
     """Every sample counted once: gather_for_metrics drops the duplicates that even out shards.
-    Per-token predictions and generated tokens are padded (-100) across processes first."""
+    Per-token predictions and generated tokens are padded (-100) across processes first. A
+    classifier's scores class by class go to `report`, by default output_dir/eval_report.md."""
     model.eval()
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)  # for generate()
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
@@ -185,6 +187,8 @@ def evaluate(accelerator, model, eval_loader, cfg, label_names, tokenizer):
             values = accelerator.pad_across_processes(values, dim=1, pad_index=-100)
             gathered.setdefault(name, []).extend(accelerator.gather_for_metrics(values).tolist())
     model.train()
+    if accelerator.is_main_process:
+        report_classes(report or Path(cfg.output_dir, "eval_report.md"), gathered, label_names)
     # Target-weighted: the mean over every target, not over batches.
     return task.eval_scores(cfg, (loss_sum / target_count).item(), gathered, label_names, tokenizer)
 
@@ -211,8 +215,7 @@ def train(cfg):
     checkpoint, saved_state = checkpoints.find_resume_checkpoint(cfg, task.NAME, world)
     set_seed(cfg.seed)
     tokenizer, model_config = task.load_tokenizer_and_config(cfg)
-    if cfg.eval_strategy != "no":
-        check_metric_for_best_model(cfg, task.eval_metric_names(cfg))
+    check_metric_for_best_model(cfg, task.eval_metric_names)  # when the run evaluates
     train_set, eval_set, label_names = load_datasets(cfg, accelerator, tokenizer, task)
     loader_options = batch_making(cfg, tokenizer, device)
     eval_loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, **loader_options)
@@ -337,6 +340,8 @@ def finish(accelerator, cfg, model, tokenizer, state, stopped_by_signal, last_ev
             metric = f"{cfg.metric_for_best_model} {state.best_metric:.4g}"
             accelerator.print(f"  best {metric} at step {state.best_step}; last eval {last_eval}")
         accelerator.print(f"  load it: {task.MODEL_CLASS.__name__}.from_pretrained({str(final)!r})")
+        if Path(cfg.output_dir, "eval_report.md").is_file():
+            accelerator.print(f"  by class, the last eval: {cfg.output_dir}/eval_report.md")
         if cfg.plot_curves and accelerator.is_main_process:
             plots.save_curves(cfg.output_dir)  # python -m trainkit.plots draws any run's
     accelerator.end_training()

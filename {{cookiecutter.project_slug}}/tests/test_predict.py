@@ -65,6 +65,9 @@ def test_predictions_of_the_validation_file_score_like_the_last_eval(trained, tm
     last = {name: value for name, value in eval_records(trained)[-1].items() if name in scores}
     assert scores.keys() == last.keys()
     assert_close_values(scores, last, 1e-6, "predict.py's scores against the run's last eval")
+    if "label_column_name" in task.Options.__dataclass_fields__:  # class by class, as text
+        report = (tmp_path / "predictions.jsonl.report.md").read_text()
+        assert report == (trained / "eval_report.md").read_text()
 
 
 def test_a_plain_list_of_inputs_is_predicted_without_scores(trained, tmp_path):

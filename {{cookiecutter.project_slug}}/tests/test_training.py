@@ -12,6 +12,7 @@ import yaml
 from conftest import (
     FLAT_EVALS_EVERY_2,
     PROJECT,
+    TINY,
     arguments,
     assert_close_values,
     environment,
@@ -371,3 +372,28 @@ def test_a_carved_validation_split_keeps_enough_rows_to_score(rows, held_out):
     from trainkit.data import validation_size
 
     assert validation_size(rows, 5) == held_out
+
+
+@pytest.mark.skipif(
+    "label_column_name" not in task.Options.__dataclass_fields__, reason="the task has no labels"
+)
+def test_a_classifier_is_scored_class_by_class(tmp_path):
+    """Each evaluation writes eval_report.md: precision, recall, F1 and support per label (per
+    entity type for tags) and, for labels, a confusion matrix whose cells count every
+    validation example once (issue 28)."""
+    out = tmp_path / "run"
+    done = run_train(out, max_steps=4, eval_strategy="steps", eval_steps=4)
+    assert f"by class, the last eval: {out}/eval_report.md" in done.stdout
+    report = (out / "eval_report.md").read_text()
+    per_class, _, matrix = report.partition("Confusion matrix")
+
+    def cells(table):
+        return [line.strip("| ").split(" | ") for line in table.splitlines() if line[:2] == "| "]
+
+    header, *rows = cells(per_class)
+    assert header[:2] in (["label", "precision"], ["entity type", "precision"]), header
+    if matrix:  # labels: every validation example in one cell, its label's support in its row
+        _, *matrix_rows = cells(matrix)
+        counts = [sum(map(int, row[1:])) for row in matrix_rows]
+        assert sum(counts) == TINY["max_eval_samples"]
+        assert counts == [int(row[-1]) for row in rows]

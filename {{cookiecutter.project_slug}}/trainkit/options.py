@@ -48,8 +48,12 @@ def check_bounds(cfg):
             raise UsageError(f"Option {spec.name} {problem}, got {value}.")
 
 
-def check_metric_for_best_model(cfg, names):
-    """Checked before training, not at the first evaluation hours later."""
+def check_metric_for_best_model(cfg, metric_names):
+    """Checked before training, not at the first evaluation hours later, when the run evaluates:
+    metric_names(cfg) lists what evaluation reports (task.eval_metric_names)."""
+    if cfg.eval_strategy == "no":
+        return
+    names = metric_names(cfg)
     if cfg.metric_for_best_model not in names:
         name = cfg.metric_for_best_model
         raise UsageError(f"metric_for_best_model {name} is not one of {', '.join(names)}.")
