@@ -36,7 +36,7 @@ CHOICES = {
         "token-classification",
     ),  # fmt: skip
     "mixed_precision": ("no", "bf16", "fp16"),
-    "tracker": ("none", "tensorboard", "wandb", "mlflow"),
+    "tracker": ("none", "tensorboard", "wandb", "mlflow", "trackio"),
     "include_ci_workflow": ("yes", "no"),
 }
 SLUG = re.compile(r"[a-z_][a-z0-9_]*")

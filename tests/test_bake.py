@@ -18,7 +18,7 @@ TASKS = tuple(DEFAULTS["task"])
 MODULES = ("train.py", "config.py", "task.py", "predict.py", "tune.py") + tuple(
     f"trainkit/{name}.py" for name in ("__init__", "cli", "checkpoints", "data", "optim", "lora", "batching")
 )
-TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
 
 # Together these cover every task, every tracker, every mixed_precision, CI yes and no, the tiny
 # model, hub model ids, a local model directory, the sample data, hub datasets and local files.
@@ -48,7 +48,7 @@ CASES = {
     },
     "token-classification-defaults": {"task": "token-classification"},
     "custom-defaults": {"task": "custom", "tracker": "tensorboard"},
-    "seq2seq-defaults": {"task": "seq2seq"},
+    "seq2seq-defaults": {"task": "seq2seq", "tracker": "trackio"},
     "sft-defaults": {"task": "sft"},
     "sft-hub": {
         "task": "sft",

@@ -130,7 +130,7 @@ class LoopOptions:
     )
     logging_steps: int = option(10, "Log every N updates (loss: their mean).", above=0)
     peak_tflops: float | None = option(None, "One device's peak TFLOP/s: logs mfu.", above=0)
-    report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = option(
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio"] = option(
         "none", "Experiment tracker; metrics.jsonl is always written."
     )
     run_name: str | None = option(None, "Run name for the tracker; defaults to output_dir's name.")

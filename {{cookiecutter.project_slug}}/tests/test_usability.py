@@ -24,6 +24,7 @@ from conftest import (
     losses,
     run_train,
     start_train,
+    train_records,
     wait_for_step,
 )
 from task_settings import OWN_DATA_FORMATS
@@ -279,6 +280,24 @@ def test_tensorboard_logs_go_under_logs(tmp_path):
     out = tmp_path / "run"
     run_train(out, max_steps=2, report_to="tensorboard", run_name="first-try")
     assert list((out / "logs" / "first-try").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.loop
+def test_trackio_records_every_logged_update_offline(tmp_path):
+    """report_to=trackio (Hugging Face's local-first tracker): a project named after the run
+    in TRACKIO_DIR (default ~/.cache/huggingface/trackio), every training record in it."""
+    pytest.importorskip("trackio", reason="report_to=trackio needs the trackio package")
+    import sqlite3
+
+    env = environment(TRACKIO_DIR=str(tmp_path / "trackio"))
+    options = {"max_steps": 3, "logging_steps": 1, "report_to": "trackio", "run_name": "first"}
+    run_train(tmp_path / "run", env=env, **options)
+    with sqlite3.connect(tmp_path / "trackio" / "first.db") as db:
+        logged = [json.loads(row[0]) for row in db.execute("select metrics from metrics")]
+    assert [record["__step"] for record in logged] == [1, 2, 3]
+    assert [record["loss"] for record in logged] == [
+        r["loss"] for r in train_records(tmp_path / "run")
+    ]
 
 
 @pytest.mark.loop
