@@ -389,7 +389,7 @@ def test_more_threads_than_free_cores_are_named_with_the_command_that_sets_them(
 
     assert thread_note(2, 2, 0.1, 1) is None, "an idle 2-core machine: 2 threads is right"
     busy = thread_note(2, 2, 1.3, 1)
-    assert "1.3 of them busy" in busy and "OMP_NUM_THREADS=1 python train.py" in busy
+    assert "a load of 1.3 from other" in busy and "OMP_NUM_THREADS=1 python train.py" in busy
     assert "OMP_NUM_THREADS=2 " in thread_note(8, 4, 0.0, 2), "4 cores for 2 processes"
     assert thread_note(1, 2, 1.5, 1) is None, "one thread is never too many"
     threads = torch.get_num_threads()

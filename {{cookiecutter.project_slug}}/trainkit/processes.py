@@ -73,7 +73,7 @@ def thread_note(threads, cores, others_load, processes):
     usable = max(1, free // processes)
     if threads <= usable:
         return None
-    busy = f", {others_load:.1f} of them busy with other work" if others_load >= 0.5 else ""
+    busy = f" under a load of {others_load:.1f} from other work" if others_load >= 0.5 else ""
     return (
         f"Note: torch runs {threads} threads in each of {processes} process(es) on {cores} "
         f"core(s){busy}; threads beyond {usable} wait on each other. Set them: "
