@@ -2,6 +2,7 @@
 settings and read back what it wrote. Nothing here mocks the training stack."""
 
 import contextlib
+import csv
 import hashlib
 import io
 import json
@@ -384,6 +385,22 @@ def validation_batch(count=4, **options):
     tokenizer, _ = task.load_tokenizer_and_config(cfg)
     _, eval_set, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer, task)
     return cfg, task.collate(cfg, [eval_set[i] for i in range(count)], tokenizer, None)
+
+
+def write_rows(path, rows):
+    """`rows` (dicts) as a data file in the format its ending names: csv, parquet or jsonl."""
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    elif path.suffix == ".parquet":
+        import datasets
+
+        datasets.Dataset.from_list(rows).to_parquet(path)
+    else:
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
 
 
 def model_copy(directory, **overrides):

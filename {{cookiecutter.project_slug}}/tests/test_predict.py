@@ -2,7 +2,6 @@
 of the run's own evaluation when the inputs hold labels; the same from a checkpoint and on two
 processes."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from conftest import (
     environment,
     eval_records,
     run_train,
+    write_rows,
 )
 from task_settings import PLAIN_INPUTS, PREDICTION_FIELDS
 
@@ -135,14 +135,7 @@ def test_new_rows_without_labels_are_predicted_and_written(trained, tmp_path, en
     rows = [{key: value for key, value in row.items() if key not in dropped} for row in rows]
     if ending == ".csv" and any(isinstance(value, list | dict) for value in rows[0].values()):
         pytest.skip("a csv file cannot hold this task's lists")
-    inputs = tmp_path / f"new{ending}"
-    if ending == ".csv":
-        with inputs.open("w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        inputs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    inputs = write_rows(tmp_path / f"new{ending}", rows)
     predictions = predict(trained / "final", inputs, tmp_path / "predictions.jsonl")
     assert len(predictions) == len(rows)
     assert all(PREDICTION_FIELDS <= p.keys() for p in predictions)

@@ -26,6 +26,7 @@ from conftest import (
     start_train,
     train_records,
     wait_for_step,
+    write_rows,
 )
 from task_settings import OWN_DATA_FORMATS
 
@@ -53,18 +54,7 @@ def own_copy_of_the_sample(directory, suffix):
     columns = {option: TINY[option] for option in task.data_columns(Config())}
     mine = {column: f"my_{column}" for column in columns.values()}
     renamed = [{mine.get(name, name): value for name, value in row.items()} for row in rows]
-    path = directory / f"mine{suffix}"
-    if suffix == ".csv":
-        with path.open("w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(renamed[0]))
-            writer.writeheader()
-            writer.writerows(renamed)
-    elif suffix == ".parquet":
-        import datasets
-
-        datasets.Dataset.from_list(renamed).to_parquet(path)
-    else:
-        path.write_text("".join(json.dumps(row) + "\n" for row in renamed))
+    path = write_rows(directory / f"mine{suffix}", renamed)
     return path, {option: f"my_{column}" for option, column in columns.items()}
 
 
