@@ -225,6 +225,16 @@ def wait_for_step(process, output_dir, step, timeout=300):
 def kill_group(process, signum=signal.SIGKILL):
     os.killpg(process.pid, signum)
     process.wait(timeout=120)
+    if signum == signal.SIGKILL:
+        # The launcher's children die in their own time: a resume started before the last of
+        # them is gone finds its lock held by a live process.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def kill_and_resume(tmp_path, processes, kill_at, **options):
