@@ -213,7 +213,9 @@ def run_test(project, test):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests", "-k", test],
+            # Both tiers: a generated project's default (addopts) leaves out the slow proofs.
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "slow or not slow"]
+            + ["tests", "-k", test],
             cwd=project,
             env=env,
             capture_output=True,
