@@ -114,6 +114,12 @@ def problem(answers):
             f"in {', '.join(DATA_EXTENSIONS)} (lowercase), a folder (image-classification: one "
             "sub-folder of images per class) must exist; otherwise give 'sample' or a hub dataset name."
         )
+    if "/" in dataset:  # a hub name such as org/name, or a path that does not exist
+        where = os.path.abspath("..")
+        print(
+            f"Note: no file or folder {dataset} in {where}; dataset={dataset!r} is taken as a hub "
+            "dataset name. A local one goes by its path from there, or an absolute path."
+        )
     if not HUB_ID.fullmatch(dataset):
         return (
             f"The answer dataset={dataset!r} is not 'sample', a hub dataset name such as imdb or "

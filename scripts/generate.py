@@ -47,6 +47,11 @@ def main(argv):
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean {close[0]}?" if close else f"the questions are {', '.join(names)}."
             return say(f"There is no question {name}; {hint}")
+    # A local file or folder counts from where you are, also with --output-dir elsewhere (the
+    # hooks, run inside the new project, count a relative path from the folder it is made in).
+    dataset = answers.get("dataset", "")
+    if dataset and not Path(dataset).is_absolute() and Path(dataset).exists():
+        answers["dataset"] = str(Path(dataset).resolve())
     # A failing hook has already printed its sentence; cookiecutter would log a traceback too.
     logging.getLogger("cookiecutter").addHandler(logging.NullHandler())
     logging.getLogger("cookiecutter").propagate = False

@@ -583,3 +583,20 @@ def test_local_data_on_the_command_line_beats_a_hub_default(task, bake, tmp_path
     ways = "No training data: set dataset_name (a hub dataset), train_file (a local data file)"
     assert ways in nothing.stderr
     assert ("train_dir (a folder of class folders)" in nothing.stderr) == (task == "image-classification")
+
+
+def test_generate_counts_a_relative_folder_from_where_you_are(tmp_path, monkeypatch):
+    """scripts/generate.py -o elsewhere dataset=imgs/train: the folder is found where you are,
+    not taken for a hub name (a new user's journey, issue 28)."""
+    image_folders(tmp_path / "imgs")
+    monkeypatch.chdir(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(TEMPLATE / "scripts" / "generate.py"), "--no-input", "-o", "out"]
+        + ["task=image-classification", "dataset=imgs/train"],
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Images: train_dir {tmp_path / 'imgs' / 'train'}" in done.stdout

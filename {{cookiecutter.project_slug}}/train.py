@@ -291,10 +291,8 @@ def train(cfg):
                 # The best value of metric_for_best_model, and patience for early stopping.
                 early_stop = state.record_eval(scores[cfg.metric_for_best_model], cfg)
                 last_eval = eval_line(scores, state)
-                # Every new best and the last, else about ten lines a run: 50 epochs stay readable.
-                if on_screen and (
-                    state.best_step == step or last or step - shown_at >= total_updates / 10
-                ):
+                # About ten lines a run, and the last (metrics.jsonl has all): 50 epochs read well.
+                if on_screen and (last or step - shown_at >= total_updates / 10):
                     progress.write(f"eval {last_eval}", file=sys.stdout)
                     shown_at = step
             if save_now or stopped_by_signal:

@@ -356,17 +356,17 @@ def test_an_error_during_training_prints_on_a_line_of_its_own(tmp_path):
 
 
 @pytest.mark.loop
-def test_many_evaluations_print_about_ten_lines_and_every_new_best(tmp_path):
-    """An evaluation every update of 60: metrics.jsonl holds all 60, the console about ten lines
-    (and every new best, and the last), so a run of many epochs stays readable (issue 28).
-    Learning rate 0 keeps the loss flat: the first evaluation stays the only best."""
+def test_many_evaluations_print_about_ten_lines(tmp_path):
+    """An evaluation every update of 60, the loss falling: metrics.jsonl holds all 60, the
+    console about ten lines and the last, so a run of many epochs stays readable (issue 28);
+    the summary at the end names the best."""
     options = {"max_steps": 60, "eval_strategy": "steps", "eval_steps": 1, "logging_steps": 10}
-    done = run_train(tmp_path / "run", learning_rate=0.0, warmup_steps=0, **options)
+    done = run_train(tmp_path / "run", **options)
     shown = [line for line in done.stdout.splitlines() if line.startswith("eval step ")]
     records = eval_records(tmp_path / "run")
     assert len(records) == 60
-    bests = [line for line in shown if line.endswith("(best)")]
-    assert len(bests) == 1 and 10 <= len(shown) <= 12, shown
+    assert 10 <= len(shown) <= 11, shown
+    assert "  best eval_loss " in done.stdout
     assert shown[-1].startswith("eval step 60:")
 
 

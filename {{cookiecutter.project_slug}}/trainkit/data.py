@@ -87,9 +87,15 @@ def load_raw_datasets(cfg, columns, readers):
     `readers` ({ending: reader}) read the files the datasets library cannot."""
     if cfg.dataset_name:
         sources = {"train": f"dataset_name {cfg.dataset_name}"}
-        raw = load_or_explain(
-            sources["train"], datasets.load_dataset, cfg.dataset_name, cfg.dataset_config_name
-        )
+        try:
+            raw = load_or_explain(
+                sources["train"], datasets.load_dataset, cfg.dataset_name, cfg.dataset_config_name
+            )
+        except UsageError as error:  # a local path given as a hub name, often
+            local = (
+                "train_file or train_dir (a folder)" if hasattr(cfg, "train_dir") else "train_file"
+            )
+            raise UsageError(f"{str(error).rstrip('.')}; local data goes in {local}.") from None
     elif getattr(cfg, "train_dir", None):  # an option of image-classification's only
         from trainkit import images  # folders of images, one sub-folder per class
 

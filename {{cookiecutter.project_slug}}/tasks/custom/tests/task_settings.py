@@ -10,6 +10,9 @@ TINY_TASK_OPTIONS = {
     # The bundled sample's columns: the project's defaults may name those of your own data.
     "feature_columns": "auto",
     "label_column_name": "label",
+    # model.py at its own size, dropout off whatever its default: the guarantees compare runs
+    # whose batches differ, and dropout draws differ with them (model_with_dropout turns it on).
+    "config_name": "tests/model-without-dropout",
 }
 
 # The formats a user's own data comes in (test_usability.py).
