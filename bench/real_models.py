@@ -50,9 +50,9 @@ def build(kind, project, root):
     torch.manual_seed(0)
     model = getattr(transformers, shape["class"])(config)
     model.save_pretrained(model_dir)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(project / "assets" / shape["task"] / "tiny-model")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(project / "assets" / "tiny-model")
     tokenizer.save_pretrained(model_dir)
-    bundled = project / "assets" / shape["task"] / "data"
+    bundled = project / "assets" / "data"
     for split in ("train", "validation"):
         source = bundled / f"{split}.jsonl"
         if kind == "encoder":

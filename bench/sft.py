@@ -81,8 +81,8 @@ def prepare(row, project, root):
     import torch
     import transformers
 
-    tiny = project / "assets" / "sft" / "tiny-model"
-    bundled = [json.loads(line) for line in (project / "assets" / "sft" / "data" / "train.jsonl").open()]
+    tiny = project / "assets" / "tiny-model"
+    bundled = [json.loads(line) for line in (project / "assets" / "data" / "train.jsonl").open()]
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny)
     # Weights (random, seed 0) saved as a pretrained model, which every contender loads.
     model_dir = root / row / "model"
@@ -134,7 +134,7 @@ def command(contender, row, model_dir, train_file, project, out):
             "use_peft": "true" if contender.endswith("LoRA") else "false",
             "loss_type": "chunked_nll" if contender.endswith("chunked") else "nll",
             # Its own validation file, so that no split is carved from the training conversations.
-            "validation_file": project / "assets" / "sft" / "data" / "validation.jsonl",
+            "validation_file": project / "assets" / "data" / "validation.jsonl",
             "num_train_epochs": 1, "weight_decay": 0.01, "max_grad_norm": 1.0, "lr_scheduler_type": "linear",
             "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "mixed_precision": "no",
             "overwrite_output_dir": "true",

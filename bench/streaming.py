@@ -73,7 +73,7 @@ def main():
     root = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     try:
         project = bake("causal-lm", root)
-        validation = project / "assets" / "causal-lm" / "data" / "validation.jsonl"
+        validation = project / "assets" / "data" / "validation.jsonl"
         common = {
             "model_name_or_path": "null", "dataset_name": "null", "text_column_name": "text",
             "validation_file": validation, "block_size": 128, "per_device_train_batch_size": 8,
