@@ -223,18 +223,41 @@ def wait_for_step(process, output_dir, step, timeout=300):
 
 
 def kill_group(process, signum=signal.SIGKILL):
+    """`signum` to a run started by start_train: its process group and, for SIGKILL, every
+    process below it. torchrun starts each worker in a session of its own, so the group's
+    signal misses them; a killed launcher's workers then die in their own time, and a resume
+    started meanwhile finds the run's lock held by one of them."""
+    family = descendants(process.pid)
     os.killpg(process.pid, signum)
     process.wait(timeout=120)
-    if signum == signal.SIGKILL:
-        # The launcher's children die in their own time: a resume started before the last of
-        # them is gone finds its lock held by a live process.
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
+    if signum != signal.SIGKILL:
+        return
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 60
+    while any(map(alive, family)) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def descendants(pid):
+    """Every process below `pid` (Linux: /proc; elsewhere none are found)."""
+    found, parents = [], [pid]
+    while parents:
+        for task in Path(f"/proc/{parents.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                children = [int(child) for child in (task / "children").read_text().split()]
+                found += children
+                parents += children
+    return found
+
+
+def alive(pid):
+    """Whether `pid` runs: it exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def kill_and_resume(tmp_path, processes, kill_at, **options):
