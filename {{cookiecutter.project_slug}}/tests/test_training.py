@@ -397,3 +397,18 @@ def test_a_classifier_is_scored_class_by_class(tmp_path):
         counts = [sum(map(int, row[1:])) for row in matrix_rows]
         assert sum(counts) == TINY["max_eval_samples"]
         assert counts == [int(row[-1]) for row in rows]
+
+
+@pytest.mark.loop
+def test_every_file_of_final_is_as_readable_as_a_new_file(tmp_path):
+    """safetensors writes the weights with mode 0600; final/ is for sharing (issue 28's
+    journey): every file of it gets the mode the umask gives a new file."""
+    import os
+    import stat
+
+    run_train(tmp_path / "run", max_steps=2)
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run" / "final").iterdir()}
+    assert modes["model.safetensors"] == 0o666 & ~umask, modes
+    assert len(set(modes.values())) == 1, modes

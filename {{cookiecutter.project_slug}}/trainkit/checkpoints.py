@@ -422,6 +422,16 @@ def check_space_for(checkpoint, accelerator):
         )
 
 
+def readable_as_umask_allows(directory):
+    """safetensors writes its files through a private temporary file (mode 0600): final/'s
+    weights would be the one file others cannot read. Every file gets the mode a new file gets."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in Path(directory).rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
 def save_final_model(accelerator, model, tokenizer, cfg, task):
     """final/ appears complete or not at all: written under a temporary name, then renamed.
     What it holds is the task's to say (`task`: your task module, its save_model)."""
@@ -438,6 +448,7 @@ def save_final_model(accelerator, model, tokenizer, cfg, task):
             hub.write_card(cfg, partial, task.NAME, task.MODEL_CLASS)
             if cfg.merge_adapter:  # after the adapter: merging changes the weights in place
                 lora.save_merged(unwrapped, tokenizer, partial / "merged", task.save_model)
+        readable_as_umask_allows(partial)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         if cfg.push_to_hub:
