@@ -25,8 +25,6 @@ from safetensors.torch import load_file  # noqa: E402
 from task_settings import TINY_TASK_OPTIONS, WIDER_MODEL  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
-# What train.py asks the operating system to tell it (trainkit/processes.py).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 TASK_ASSETS = PROJECT / "assets"
 # Small, fast runs; each test adds what it varies. Dropout is off in the tiny model configs.
 TINY = {
@@ -153,6 +151,7 @@ def finish_here(args):
     from accelerate.state import AcceleratorState
 
     import train
+    from trainkit.processes import STOP_SIGNALS
 
     handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     saved_environment, saved_directory = dict(os.environ), os.getcwd()

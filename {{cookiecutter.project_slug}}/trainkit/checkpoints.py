@@ -310,6 +310,7 @@ def start_run(cfg, accelerator, checkpoint, resumed_step):
                 shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
                 shutil.rmtree(output_dir / "final", ignore_errors=True)
                 metrics_file.unlink(missing_ok=True)
+                (output_dir / "eval_report.md").unlink(missing_ok=True)
             for stale in output_dir.glob("checkpoints/.tmp-*"):
                 shutil.rmtree(stale)
             if metrics_file.exists():

@@ -79,17 +79,20 @@ def write_card(cfg, directory, task_name, model_class):
         value, step = plots.best(evals, config)
         metric = cfg.metric_for_best_model
         # With load_best_model_at_end, final/ is the best checkpoint's model: its scores first.
-        if cfg.load_best_model_at_end and step != last["step"]:
+        best_loaded = cfg.load_best_model_at_end and step != last["step"]
+        if best_loaded:
             shown = next(record for record in evals if record["step"] == step)
             lines += ["final/ holds the best checkpoint's model (load_best_model_at_end): the"]
-            lines += [f"evaluation at update {step}:", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {n} | {v:.4g} |" for n, v in shown.items() if n[:5] == "eval_"]
-            lines += ["", f"The last evaluation, at update {last['step']}: {metric} "]
-            lines[-1] += f"{last[metric]:.4g} (a later model than final/'s)."
+            lines += [f"evaluation at update {step}:", ""]
         else:
+            shown = last
             lines += [f"Last evaluation, at update {last['step']} (final/'s model):", ""]
-            lines += ["| metric | value |", "|---|---|"]
-            lines += [f"| {n} | {v:.4g} |" for n, v in last.items() if n[:5] == "eval_"]
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {n} | {v:.4g} |" for n, v in shown.items() if n[:5] == "eval_"]
+        if best_loaded:
+            later = f"{metric} {last[metric]:.4g} (a later model than final/'s)"
+            lines += ["", f"The last evaluation, at update {last['step']}: {later}."]
+        else:
             lines += ["", f"Best {metric}: {value:.4g} at update {step}."]
         lines += [""]
     else:

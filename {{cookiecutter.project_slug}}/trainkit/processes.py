@@ -16,6 +16,9 @@ from accelerate.utils import ProjectConfiguration
 
 from trainkit.options import UsageError
 
+# SLURM sends SIGTERM or SIGUSR1 before it kills a job, Ctrl-C sends SIGINT.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
 
 def start_processes(cfg):
     """This process's Accelerator, after the checks that must come before any work."""
@@ -29,7 +32,9 @@ def start_processes(cfg):
         raise UsageError("Processes would train alone: without GPUs set ACCELERATE_USE_CPU=true.")
     keep_freed_cpu_memory(accelerator.device)
     if accelerator.device.type == "cpu" and accelerator.is_local_main_process:
-        note = thread_note(torch.get_num_threads(), *cpu_share(), accelerator.num_processes)
+        # The processes that share this machine's cores: torchrun's count of them on this node.
+        here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        note = thread_note(torch.get_num_threads(), *cpu_share(), here)
         if note:
             print(note, flush=True)
     if accelerator.distributed_type == "DEEPSPEED" and cfg.gradient_accumulation_steps > 1:
@@ -101,7 +106,7 @@ class StopRequests:
         self.accelerator = accelerator
         several = accelerator.num_processes > 1
         self.group = torch.distributed.new_group(backend="gloo") if several else None
-        for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self.request)
 
     def request(self, signum, frame):

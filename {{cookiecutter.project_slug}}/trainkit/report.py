@@ -21,15 +21,15 @@ def write(path, gathered, label_names):
     if isinstance(references[0], list):
         text = entity_report(predictions, references, label_names)
     else:
-        truth = [label_names[i] for i in references]
-        guess = [label_names[i] for i in predictions]
-        text = class_report(truth, guess, [str(name) for name in label_names])
+        names = [str(name) for name in label_names]
+        truth, guess = [names[i] for i in references], [names[i] for i in predictions]
+        text = class_report(truth, guess, names)
     Path(path).write_text(text)
     return Path(path)
 
 
 def class_report(truth, guess, names):
-    truth, guess = [str(t) for t in truth], [str(g) for g in guess]
+    """Per label, and the confusion matrix, of the true and guessed label names."""
     pairs = list(zip(truth, guess, strict=True))
     rows = []
     for name in names:
