@@ -395,12 +395,20 @@ def assert_close_weights(a, b, rel):
 
 
 def free_port():
-    """A TCP port nobody listens on now, for a multi-process launch."""
+    """A TCP port nobody listens on now, for a multi-process launch. Drawn below the kernel's
+    range of ephemeral ports (32768 and up on Linux): a port from that range can be taken, before
+    the launch binds it, as the local end of a connection, e.g. gloo's in a test running beside."""
+    import random
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    while True:
+        port = random.SystemRandom().randrange(20_000, 32_000)  # not the seeded generator
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def validation_batch(count=4, **options):

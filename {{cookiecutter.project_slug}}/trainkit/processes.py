@@ -89,7 +89,8 @@ def thread_note(threads, cores, others_load, processes):
 def keep_freed_cpu_memory(device):
     """glibc gives each large tensor fresh pages, which the kernel zeroes on first touch, and
     frees them at once: CPU updates then spend much time in page faults. Keeping freed memory on
-    the heap makes a MiniLM-size update ~3% faster, same peak (bench/README.md). glibc only."""
+    the heap makes a MiniLM-size update ~3% faster at about the same peak (bench/README.md).
+    glibc only."""
     if device.type == "cpu" and platform.libc_ver()[0] == "glibc":
         libc = ctypes.CDLL(None)
         libc.mallopt(-4, 0)  # M_MMAP_MAX: no block gets a mapping of its own
