@@ -17,7 +17,7 @@ TASK_FOLDERS = PROJECT_TEMPLATE / "tasks"
 # What the loop may ask of a task module; each task module's docstring documents the same names.
 CONTRACT = (
     "NAME",
-    "MODEL_CLASS",
+    "model_class",
     "Options",
     "FILE_READERS",
     "data_columns",

@@ -337,7 +337,8 @@ def finish(accelerator, cfg, model, tokenizer, state, stopped_by_signal, last_ev
         if state.best_metric is not None:
             metric = f"{cfg.metric_for_best_model} {state.best_metric:.4g}"
             accelerator.print(f"  best {metric} at step {state.best_step}; last eval {last_eval}")
-        accelerator.print(f"  load it: {task.MODEL_CLASS.__name__}.from_pretrained({str(final)!r})")
+        loader = task.model_class().__name__
+        accelerator.print(f"  load it: {loader}.from_pretrained({str(final)!r})")
         if Path(cfg.output_dir, "eval_report.md").is_file():
             accelerator.print(f"  by class, the last eval: {cfg.output_dir}/eval_report.md")
         if cfg.plot_curves and accelerator.is_main_process:

@@ -77,12 +77,13 @@ BUNDLED = {
 }
 
 
-def command(processes, node=None):
+def command(processes, node=None, script="train.py"):
     """train.py in one process, or under `accelerate launch` with `processes` in all. `node`:
     (machine_rank, port, launch options) for one node of a two-node job; the nodes share the
-    port of the head node's rendezvous and split the processes between them."""
+    port of the head node's rendezvous and split the processes between them. `script`: FSDP2
+    runs train.py through tests/fsdp2_on_cpu.py."""
     if processes == 1:
-        return [sys.executable, "train.py"]
+        return [sys.executable, script]
     rank, port, extra = node or (0, free_port(), [])
     machines = 2 if node else 1
     return [
@@ -105,7 +106,7 @@ def command(processes, node=None):
         "--dynamo_backend",
         "no",
         *extra,
-        "train.py",
+        script,
     ]
 
 
@@ -122,16 +123,16 @@ def arguments(output_dir, **options):
     return [f"--{name}={value}" for name, value in values.items()]
 
 
-def finish(args, processes=1, check=True, env=None, in_process=True):
+def finish(args, processes=1, check=True, env=None, in_process=True, script="train.py"):
     """Run train.py with `args` to completion; return the finished run (returncode, stdout and
     stderr captured). One process runs inside this one (finish_here) unless the test gives an
     environment of its own or asks for a process of its own (`in_process=False`): the same code
     path as the command line, minus a Python start and its imports (about 2 s a run)."""
-    if processes == 1 and env is None and in_process:
+    if processes == 1 and env is None and in_process and script == "train.py":
         result = finish_here(args)
     else:
         result = subprocess.run(
-            command(processes) + args,
+            command(processes, script=script) + args,
             cwd=PROJECT,
             env=env or environment(),
             capture_output=True,
@@ -180,9 +181,11 @@ def finish_here(args):
     return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
 
 
-def run_train(output_dir, processes=1, check=True, env=None, in_process=True, **options):
+def run_train(
+    output_dir, processes=1, check=True, env=None, in_process=True, script="train.py", **options
+):
     """Run train.py on the tiny settings plus `options`."""
-    return finish(arguments(output_dir, **options), processes, check, env, in_process)
+    return finish(arguments(output_dir, **options), processes, check, env, in_process, script)
 
 
 def run_config(config, output_dir, **options):
@@ -192,10 +195,10 @@ def run_config(config, output_dir, **options):
     return finish([f"--config={config}"] + [f"--{name}={value}" for name, value in values.items()])
 
 
-def start_train(output_dir, processes=1, node=None, env=None, **options):
+def start_train(output_dir, processes=1, node=None, env=None, script="train.py", **options):
     """Start train.py in its own process group, so a test can signal or kill all its processes."""
     return subprocess.Popen(
-        command(processes, node) + arguments(output_dir, **options),
+        command(processes, node, script) + arguments(output_dir, **options),
         cwd=PROJECT,
         env=env or environment(),
         stdout=subprocess.DEVNULL,
@@ -461,7 +464,7 @@ def model_with_dropout(tmp_path):
 
     config = json.loads((PROJECT / TINY["config_name"] / "config.json").read_text())
     rates = [name for name, value in config.items() if "drop" in name and isinstance(value, float)]
-    if not rates and "dropout" in inspect.signature(task.MODEL_CLASS).parameters:
+    if not rates and "dropout" in inspect.signature(task.model_class()).parameters:
         rates = ["dropout"]  # model.py's: its size and dropout are its signature's
     assert rates, "the tiny model has no dropout to turn on"
     return model_copy(tmp_path, **{name: 0.1 for name in rates})

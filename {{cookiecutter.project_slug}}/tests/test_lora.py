@@ -70,8 +70,8 @@ def test_frozen_weights_stay_and_the_merged_model_computes_what_the_adapters_do(
     run_train(out, max_steps=4, merge_adapter="true", **adapted(pretrained, lora_dropout=0.0))
     merged_dir = out / "final" / "merged"
     # Loaded, not read from the files: the names are the modules' (some models save older names).
-    base = task.MODEL_CLASS.from_pretrained(pretrained).state_dict()
-    merged = task.MODEL_CLASS.from_pretrained(merged_dir).state_dict()
+    base = task.model_class().from_pretrained(pretrained).state_dict()
+    merged = task.model_class().from_pretrained(merged_dir).state_dict()
     adapters = load_file(out / "final" / "adapter_model.safetensors")
     scale = json.loads((out / "final" / "adapter_config.json").read_text())
     scale = scale["lora_alpha"] / scale["r"]
@@ -94,9 +94,9 @@ def test_frozen_weights_stay_and_the_merged_model_computes_what_the_adapters_do(
 
     # The same batch through the adapter model and through the merged one, the task's way.
     monkeypatch.chdir(PROJECT)
-    base_model = task.MODEL_CLASS.from_pretrained(pretrained)
+    base_model = task.model_class().from_pretrained(pretrained)
     with_adapters = PeftModel.from_pretrained(base_model, out / "final")
-    plain = task.MODEL_CLASS.from_pretrained(merged_dir)
+    plain = task.model_class().from_pretrained(merged_dir)
     cfg, batch = validation_batch()
     with torch.no_grad():
         expected = task.summed_losses(cfg, with_adapters.eval(), batch)[1]

@@ -26,7 +26,7 @@ from conftest import (
 )
 
 import task
-from task import MODEL_CLASS, NAME
+from task import NAME, model_class
 
 
 def test_debug_preset_trains_and_the_loss_goes_down(tmp_path):
@@ -71,7 +71,7 @@ def test_every_shipped_config_runs_a_step(tmp_path, config):
 
 
 def test_final_model_reloads_and_scores_like_the_last_eval(tmp_path, monkeypatch):
-    """final/ is predict-ready: loaded with the task's MODEL_CLASS alone, it scores the
+    """final/ is predict-ready: loaded with the task's model_class() alone, it scores the
     validation data exactly as the run's last evaluation did."""
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
@@ -89,7 +89,7 @@ def test_final_model_reloads_and_scores_like_the_last_eval(tmp_path, monkeypatch
     _, eval_set, label_names = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer, task)
     collate = functools.partial(task.collate, cfg, tokenizer=tokenizer, epoch=None)
     loader = DataLoader(eval_set, batch_size=cfg.per_device_eval_batch_size, collate_fn=collate)
-    model = MODEL_CLASS.from_pretrained(final)
+    model = model_class().from_pretrained(final)
     scores = evaluate(Accelerator(cpu=True), model, loader, cfg, label_names, tokenizer)
     last = {name: value for name, value in eval_records(out)[-1].items() if name in scores}
     assert_close_values(scores, last, 1e-6, "final/ against the last eval")
@@ -178,7 +178,7 @@ def test_help_lists_every_option():
         pytest.param(
             {"gradient_checkpointing": "true"},
             marks=pytest.mark.skipif(
-                not hasattr(task.MODEL_CLASS, "gradient_checkpointing_enable"),
+                not hasattr(task.model_class(), "gradient_checkpointing_enable"),
                 reason="model.py's module has no gradient checkpointing (transformers models do)",
             ),
         ),
@@ -205,7 +205,7 @@ def test_torch_compile_trains(tmp_path):
     # A process of its own: inductor leaves compile workers and caches in the process it runs in.
     run_train(out, max_steps=3, torch_compile="true", in_process=False)
     assert sorted(losses(out)) == [1, 2, 3]
-    assert MODEL_CLASS.from_pretrained(out / "final") is not None
+    assert model_class().from_pretrained(out / "final") is not None
 
 
 @pytest.mark.loop

@@ -177,6 +177,27 @@ def test_a_validation_file_without_your_columns_is_named(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--learning_rate", "-1"]], ids=["help", "bad"])
+def test_help_and_option_errors_import_neither_transformers_nor_datasets(args):
+    """`--help` and a bad option answer in about the time torch and accelerate take to import:
+    task.py and the kit import transformers and datasets only where a run uses them (each takes
+    about half a second to import; docs/speed.md has the timings)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['train.py', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_path('train.py', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    print('exit', stop.code)\n"
+        "print(sorted({'transformers', 'datasets'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT, env=environment(), capture_output=True, text=True
+    )
+    said = done.stdout.strip().splitlines()[-2:]
+    assert said == [f"exit {0 if args == ['--help'] else 2}", "[]"], done.stdout + done.stderr
+
+
 @pytest.mark.loop
 def test_resume_with_latest_alone_from_a_moved_directory(tmp_path):
     """SIGTERM (a scheduler's preemption; USR1, SLURM's time-limit signal, in test_scale_out.py)
@@ -242,7 +263,7 @@ def test_scores_reach_the_console_and_the_run_ends_with_a_summary(tmp_path):
     assert "eval step 2: loss " in result.stdout and "eval step 4: loss " in result.stdout
     assert "Done: 4 updates" in result.stdout
     assert f"best eval_loss {min(r['eval_loss'] for r in eval_records(out)):.4g}" in result.stdout
-    assert f"{task.MODEL_CLASS.__name__}.from_pretrained('{out / 'final'}')" in result.stdout
+    assert f"{task.model_class().__name__}.from_pretrained('{out / 'final'}')" in result.stdout
 
 
 @pytest.mark.loop

@@ -139,7 +139,7 @@ def test_final_holds_a_model_card(two_runs):
     card = (a / "final" / "README.md").read_text()
     evals = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
     last_loss = [r["eval_loss"] for r in evals if "eval_loss" in r][-1]
-    if task.MODEL_CLASS.__module__.startswith("transformers"):
+    if task.model_class().__module__.startswith("transformers"):
         assert card.startswith("---\nlibrary_name: transformers\n")
     else:  # model.py's own model: no library
         assert card.startswith(f"---\ntags:\n- {task.NAME}\n")
@@ -148,7 +148,7 @@ def test_final_holds_a_model_card(two_runs):
     assert "Last evaluation, at update 8 (final/'s model):" in card
     assert f"| eval_loss | {last_loss:.4g} |" in card
     assert f"Best eval_loss: {min(r['eval_loss'] for r in evals if 'eval_loss' in r):.4g}" in card
-    assert f'{task.MODEL_CLASS.__name__}.from_pretrained("{a / "final"}")' in card
+    assert f'{task.model_class().__name__}.from_pretrained("{a / "final"}")' in card
     assert "- 8 updates; last training loss" in card and "1 process(es) on " in card
     assert f"learning_rate: {TINY['learning_rate']}" in card  # every option
 

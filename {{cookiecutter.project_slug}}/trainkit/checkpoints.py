@@ -444,9 +444,15 @@ def save_final_model(accelerator, model, tokenizer, cfg, task):
         unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
         # Under torch_compile the names carry the compiled wrapper's prefix; final/ must not.
         state_dict = {name.removeprefix("_orig_mod."): value for name, value in state_dict.items()}
+        # A tied weight (GPT-2's output embedding is its input one) is one parameter under two
+        # names. FSDP2 gathers it twice, as two tensors save_pretrained cannot tell are one:
+        # keep the first name only, as saving the model's own state does.
+        every = {name for name, _ in unwrapped.named_parameters(remove_duplicate=False)}
+        tied = every - {name for name, _ in unwrapped.named_parameters()}
+        state_dict = {name: value for name, value in state_dict.items() if name not in tied}
         with removed_if_cut_short(partial, cfg.output_dir):
             task.save_model(unwrapped, tokenizer, partial, state_dict)
-            hub.write_card(cfg, partial, task.NAME, task.MODEL_CLASS)
+            hub.write_card(cfg, partial, task.NAME, task.model_class())
             if cfg.merge_adapter:  # after the adapter: merging changes the weights in place
                 lora.save_merged(unwrapped, tokenizer, partial / "merged", task.save_model)
         readable_as_umask_allows(partial)

@@ -1,6 +1,9 @@
 """Where the data comes from: local files, folders of images or a hub dataset, as train and
 validation splits, handed to the task (task.prepare_datasets) to become model inputs; or, with
 streaming=true (causal-lm), a stream (streaming.py). `task` is your task module, passed in.
+
+The datasets library and pyarrow are imported in the functions that use them: train.py imports
+this module, and `--help` or a bad option should not wait for them (about half a second).
 """
 
 import contextlib
@@ -8,9 +11,6 @@ import json
 import math
 import os
 
-import datasets
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from trainkit.files import builder_for, load_or_explain
@@ -69,6 +69,8 @@ def load_datasets(cfg, accelerator, tokenizer, task):
 def full_cache(error):
     """If `error` (or one it came from) is a write into the datasets cache that found its disk
     full, a UsageError that names the cache; else None."""
+    import datasets
+
     causes = [error]
     while causes[-1].__cause__ or causes[-1].__context__:
         causes.append(causes[-1].__cause__ or causes[-1].__context__)
@@ -85,6 +87,8 @@ def full_cache(error):
 def load_raw_datasets(cfg, columns, readers):
     """Train and validation splits holding the `columns` ({option: column}) the task reads;
     `readers` ({ending: reader}) read the files the datasets library cannot."""
+    import datasets
+
     if cfg.dataset_name:
         sources = {"train": f"dataset_name {cfg.dataset_name}"}
         try:
@@ -144,6 +148,9 @@ def check_rows(cfg, rows, columns, source):
     """Rows where a column the task reads holds nothing (null, or blank text): an error naming
     the file and line, or with bad_rows=skip, dropped and counted on the console. Never dropped
     in silence."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     bad = set()
     for option, column in columns.items():
         if column not in rows.column_names:
@@ -171,6 +178,9 @@ def check_labels(cfg, raw, column, source):
     """Validation rows whose label, or one of whose tags, no training row has: the model has no
     output for it. An error naming the file and line, or with bad_rows=skip, dropped and
     counted. A dataset's ClassLabel ids index its own names: nothing to check."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if "ClassLabel" in repr(raw["train"].features[column]):
         return raw["validation"]
     # Arrow arrays, through any selection (max_*_samples, the carved split).
@@ -218,6 +228,8 @@ def load_files(files, sources, readers):
     """{split: (option, path)} as a DatasetDict: in one datasets call when the files share a
     format (one builder to set up), else, or when that call fails, one file at a time, so that
     an error names the file and the option it came from."""
+    import datasets
+
     builders = {
         split: builder_for(option, path, readers) for split, (option, path) in files.items()
     }

@@ -1,11 +1,13 @@
 """Loading a transformers tokenizer, model config and model from a hub id or a local directory,
-the same code path for both, with one-sentence errors. Used by task.py."""
+the same code path for both, with one-sentence errors. Used by task.py.
+
+transformers is imported where it is used, as in every module train.py imports: `--help` and a
+bad option answer without it (about half a second of start-up)."""
 
 import math
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
 
 from trainkit.options import UsageError
 
@@ -26,6 +28,8 @@ def from_hub_or_directory(auto_class, name, cfg):
 def load_tokenizer_and_config(cfg, length_option):
     """The tokenizer and the model's config, cheap to load, so bad names and sizes fail before any
     data work. `length_option` names the option that must fit the model's positions."""
+    from transformers import AutoConfig, AutoTokenizer
+
     model_id = cfg.model_name_or_path or cfg.config_name
     config = from_hub_or_directory(AutoConfig, model_id, cfg)
     tokenizer = from_hub_or_directory(AutoTokenizer, cfg.tokenizer_name or model_id, cfg)

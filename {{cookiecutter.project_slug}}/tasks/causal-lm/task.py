@@ -4,8 +4,9 @@ blocks) or fine-tuning (one text per sequence).
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
-                                         transformers class that loads final/
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
+                                         class that loads final/ (a function: importing
+                                         task.py needs no transformers)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
                                          library cannot read ({} for none)
@@ -46,15 +47,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM
 
 from trainkit import lm_loss, pretrained
 from trainkit.options import UsageError, option
 
 NAME = "causal-lm"
-MODEL_CLASS = AutoModelForCausalLM
 # Data files are read by the datasets library (data.py): no format of its own.
 FILE_READERS = {}
+
+
+def model_class():
+    """The class that loads final/ (imported here: `--help` needs no transformers)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM
 
 
 @dataclass
@@ -146,7 +152,7 @@ def collate(cfg, rows, tokenizer, epoch):
 
 
 def build_model(cfg, config, label_names):
-    model = pretrained.load_model(MODEL_CLASS, cfg, config)
+    model = pretrained.load_model(model_class(), cfg, config)
     lm_loss.check(cfg.loss_type, model)
     return model
 

@@ -4,7 +4,7 @@ an MLP that classifies the rows of a table (csv, jsonl, parquet) from their nume
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
                                          class that loads final/ (model.py's Model)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
@@ -50,7 +50,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -59,9 +58,13 @@ from model import Model
 from trainkit.options import UsageError, option
 
 NAME = "custom"
-MODEL_CLASS = Model
 # Data files are read by the datasets library (data.py): no format of its own.
 FILE_READERS = {}
+
+
+def model_class():
+    """The class that loads final/: yours, in model.py."""
+    return Model
 
 
 @dataclass
@@ -154,6 +157,8 @@ def numeric_table(split, columns, where):
 
 
 def prepare_datasets(cfg, raw, tokenizer):
+    import datasets
+
     config, label = tokenizer, cfg.label_column_name
     every = [name for name in raw["train"].column_names if name != label]
     columns = named_features(cfg) or every

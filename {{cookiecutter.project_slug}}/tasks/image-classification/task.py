@@ -5,8 +5,9 @@ behaviour follow transformers' run_image_classification.py.
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
-                                         transformers class that loads final/
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
+                                         class that loads final/ (a function: importing
+                                         task.py needs no transformers)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
                                          library cannot read ({} for none)
@@ -49,19 +50,23 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import torch
 import torch.nn.functional as F
 from accelerate import PartialState
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
 from trainkit import images, pretrained
 from trainkit.options import UsageError, option
 
 NAME = "image-classification"
-MODEL_CLASS = AutoModelForImageClassification
 # Data files are read by the datasets library, image folders by images.read_image_folders.
 FILE_READERS = {}
+
+
+def model_class():
+    """The class that loads final/ (imported here: `--help` needs no transformers)."""
+    from transformers import AutoModelForImageClassification
+
+    return AutoModelForImageClassification
 
 
 @dataclass
@@ -101,6 +106,8 @@ def data_columns(cfg):
 
 
 def load_tokenizer_and_config(cfg):
+    from transformers import AutoConfig, AutoImageProcessor
+
     if cfg.tokenizer_name:
         raise UsageError("Option tokenizer_name applies to text; set image_processor_name.")
     if cfg.min_crop_scale > 1:
@@ -144,6 +151,8 @@ def image_base(cfg, split):
 
 
 def prepare_datasets(cfg, raw, tokenizer):
+    import datasets
+
     label = cfg.label_column_name
     # data.py named rows without a label, and validation labels training lacks.
     # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
@@ -196,7 +205,7 @@ def build_model(cfg, config, label_names):
     config.num_labels = num_labels
     config.id2label = {i: str(name) for i, name in enumerate(label_names)}
     config.label2id = {str(name): i for i, name in enumerate(label_names)}
-    return pretrained.load_model(MODEL_CLASS, cfg, config, ignore_mismatched_sizes=True)
+    return pretrained.load_model(model_class(), cfg, config, ignore_mismatched_sizes=True)
 
 
 def target_counts(batch):

@@ -5,8 +5,9 @@ and behaviour follow transformers' run_summarization.py and run_translation.py.
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
-                                         transformers class that loads final/
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
+                                         class that loads final/ (a function: importing
+                                         task.py needs no transformers)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
                                          library cannot read ({} for none)
@@ -48,16 +49,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSeq2SeqLM
 
 from trainkit import pretrained
 from trainkit.options import UsageError, option
 
 NAME = "seq2seq"
-MODEL_CLASS = AutoModelForSeq2SeqLM
 # Data files are read by the datasets library (data.py): no format of its own.
 FILE_READERS = {}
 GENERATION_METRICS = ["eval_rouge1", "eval_rouge2", "eval_rougeL", "eval_bleu", "eval_chrf"]
+
+
+def model_class():
+    """The class that loads final/ (imported here: `--help` needs no transformers)."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM
 
 
 @dataclass
@@ -146,7 +152,7 @@ def collate(cfg, rows, tokenizer, epoch):
 
 
 def build_model(cfg, config, label_names):
-    return pretrained.load_model(MODEL_CLASS, cfg, config)
+    return pretrained.load_model(model_class(), cfg, config)
 
 
 def target_counts(batch):

@@ -13,7 +13,6 @@ import argparse
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def rendered(tokenizer, messages, **options):
@@ -78,6 +77,9 @@ def main():
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0)
     args = parser.parse_args()
+    # Imported here: task.py imports this file, and --help needs no transformers.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     templated = bool(tokenizer.chat_template) and not args.plain

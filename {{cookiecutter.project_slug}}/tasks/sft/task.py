@@ -5,8 +5,9 @@ formats follow TRL's SFTConfig.
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
-                                         transformers class that loads final/
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
+                                         class that loads final/ (a function: importing
+                                         task.py needs no transformers)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
                                          library cannot read ({} for none)
@@ -55,7 +56,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM
 
 import chat
 from trainkit import lm_loss, pretrained
@@ -64,7 +64,6 @@ from trainkit.options import UsageError, option
 from trainkit.packing import check_documents_stay_apart, pack_documents
 
 NAME = "sft"
-MODEL_CLASS = AutoModelForCausalLM
 # Data files are read by the datasets library (data.py): no format of its own.
 FILE_READERS = {}
 # Rows go to the model without an attention_mask on purpose (position_ids mark the documents,
@@ -72,6 +71,13 @@ FILE_READERS = {}
 logging.getLogger("transformers.modeling_utils").addFilter(
     lambda record: "`attention_mask`" not in record.getMessage()
 )
+
+
+def model_class():
+    """The class that loads final/ (imported here: `--help` needs no transformers)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM
 
 
 @dataclass
@@ -208,7 +214,7 @@ def collate(cfg, rows, tokenizer, epoch):
 
 
 def build_model(cfg, config, label_names):
-    model = pretrained.load_model(MODEL_CLASS, cfg, config)
+    model = pretrained.load_model(model_class(), cfg, config)
     if cfg.packing:
         check_documents_stay_apart(model, forward)
     lm_loss.check(cfg.loss_type, model)

@@ -4,8 +4,9 @@ encoder (BERT-style) or any model with a `ForSequenceClassification` class.
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
-                                         transformers class that loads final/
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
+                                         class that loads final/ (a function: importing
+                                         task.py needs no transformers)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
                                          library cannot read ({} for none)
@@ -44,18 +45,22 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification
 
 from trainkit import pretrained
 from trainkit.options import UsageError, option
 
 NAME = "text-classification"
-MODEL_CLASS = AutoModelForSequenceClassification
 # Data files are read by the datasets library (data.py): no format of its own.
 FILE_READERS = {}
+
+
+def model_class():
+    """The class that loads final/ (imported here: `--help` needs no transformers)."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification
 
 
 @dataclass
@@ -96,6 +101,8 @@ def eval_metric_names(cfg):
 
 
 def prepare_datasets(cfg, raw, tokenizer):
+    import datasets
+
     label = cfg.label_column_name
     # data.py named rows without a label, and validation labels training lacks.
     # String or integer labels are mapped to ids 0..n-1 in sorted order; a ClassLabel keeps its own.
@@ -148,7 +155,7 @@ def build_model(cfg, config, label_names):
     config.num_labels = len(label_names)
     config.id2label = {i: str(name) for i, name in enumerate(label_names)}
     config.label2id = {str(name): i for i, name in enumerate(label_names)}
-    return pretrained.load_model(MODEL_CLASS, cfg, config)
+    return pretrained.load_model(model_class(), cfg, config)
 
 
 def target_counts(batch):

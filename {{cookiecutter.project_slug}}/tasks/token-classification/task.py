@@ -5,8 +5,9 @@ token-classification head on an encoder (BERT-style) or any model with a
 train.py knows no task: it uses the names below, in this order, and nothing else of this
 module. A new task is a folder with a task.py that defines the same names (and its tests).
 
-    NAME, MODEL_CLASS                    the task's name (recorded in checkpoints) and the
-                                         transformers class that loads final/
+    NAME, model_class()                  the task's name (recorded in checkpoints) and the
+                                         class that loads final/ (a function: importing
+                                         task.py needs no transformers)
     Options                              the task's options, joined with the loop's in train.py
     FILE_READERS                         {file ending: reader} for data files the datasets
                                          library cannot read (here CoNLL)
@@ -46,19 +47,23 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForTokenClassification
 
 from trainkit import pretrained
 from trainkit.conll import read_conll
 from trainkit.options import UsageError, option
 
 NAME = "token-classification"
-MODEL_CLASS = AutoModelForTokenClassification
 # CoNLL files (conll.py), besides the formats the datasets library reads (data.py).
 FILE_READERS = {".conll": read_conll}
+
+
+def model_class():
+    """The class that loads final/ (imported here: `--help` needs no transformers)."""
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification
 
 
 @dataclass
@@ -110,13 +115,13 @@ def eval_metric_names(cfg):
 
 def tag_names(raw, column):
     """The tags in sorted order (a ClassLabel keeps its own), checked to be IOB2 or IOBES."""
+    import datasets
+
     feature = raw["train"].features[column].feature
     if isinstance(feature, datasets.ClassLabel):
         names = feature.names
     elif feature.dtype != "string":
-        raise UsageError(
-            f"Column {column!r} holds numbers without names; give the tags as strings."
-        )
+        raise UsageError(f"Column {column!r} holds unnamed numbers; give the tags as strings.")
     else:
         names = sorted(set().union(*raw["train"][column]))  # data.py checked validation's
     odd = [name for name in names if name != "O" and name[:2] not in ("B-", "I-", "E-", "S-")]
@@ -145,7 +150,7 @@ def prepare_datasets(cfg, raw, tokenizer):
     # datasets caches map() by hashing tokenize and what it reads: plain values, not cfg.
     words, tags = cfg.text_column_name, cfg.label_column_name
     max_length, all_tokens = cfg.max_seq_length, cfg.label_all_tokens
-    named = isinstance(raw["train"].features[tags].feature, datasets.ClassLabel)
+    named = hasattr(raw["train"].features[tags].feature, "names")  # a ClassLabel's ids
 
     def tokenize(rows, indices, split):
         encoded = tokenizer(
@@ -214,7 +219,7 @@ def build_model(cfg, config, label_names):
     config.num_labels = len(label_names)
     config.id2label = dict(enumerate(label_names))
     config.label2id = {name: i for i, name in enumerate(label_names)}
-    return pretrained.load_model(MODEL_CLASS, cfg, config)
+    return pretrained.load_model(model_class(), cfg, config)
 
 
 def target_counts(batch):

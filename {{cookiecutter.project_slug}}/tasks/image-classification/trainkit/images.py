@@ -13,7 +13,6 @@ import math
 import os
 from pathlib import Path
 
-import datasets
 import numpy as np
 import PIL.Image
 import torch
@@ -27,6 +26,8 @@ IMAGE_ENDINGS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tif
 def read_image_folders(cfg):
     """train_dir (and validation_dir) in the imagefolder layout as splits of image paths and
     labels: each sub-folder is a class, named by the folder."""
+    import datasets
+
     raw = datasets.DatasetDict()
     for split, folder in (("train", cfg.train_dir), ("validation", cfg.validation_dir)):
         if folder is None:
@@ -96,6 +97,8 @@ def checked_images(cfg, split, base, where):
     """The split with its image column as undecoded images, each opened once (in
     preprocessing_num_workers processes). A missing or corrupt image stops the run with one
     sentence naming it, or, with skip_unreadable_images, is left out and counted."""
+    import datasets
+
     column = cfg.image_column_name
     kind = split.features[column]
     if isinstance(kind, datasets.Value) and kind.dtype in ("string", "large_string"):

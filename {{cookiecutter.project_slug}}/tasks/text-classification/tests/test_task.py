@@ -21,7 +21,7 @@ def test_bundled_metric_module_computes_accuracy_and_macro_f1():
 def test_string_labels_travel_with_the_final_model(tmp_path):
     out = tmp_path / "run"
     run_train(out, max_steps=2)
-    model = task.MODEL_CLASS.from_pretrained(out / "final")
+    model = task.model_class().from_pretrained(out / "final")
     labels = {json.loads(line)["label"] for line in (PROJECT / TINY["train_file"]).open()}
     assert set(model.config.label2id) == labels
     assert model.config.id2label[0] == sorted(labels)[0]
@@ -42,7 +42,7 @@ def test_integer_labels_work_too(tmp_path):
         eval_strategy="steps",
         eval_steps=2,
     )
-    model = task.MODEL_CLASS.from_pretrained(out / "final")
+    model = task.model_class().from_pretrained(out / "final")
     assert model.config.num_labels == len(names)
 
 
@@ -62,7 +62,7 @@ def test_a_class_label_column_keeps_its_names(tmp_path):
     run_train(
         out, max_steps=2, train_file=data, validation_file=data, eval_strategy="steps", eval_steps=2
     )
-    model = task.MODEL_CLASS.from_pretrained(out / "final")
+    model = task.model_class().from_pretrained(out / "final")
     assert [model.config.id2label[i] for i in range(len(names))] == names
 
 
@@ -74,7 +74,7 @@ def test_a_bf16_checkpoint_trains_in_fp32(tmp_path):
     first = tmp_path / "first"
     run_train(first, max_steps=2)
     half = tmp_path / "bf16"
-    task.MODEL_CLASS.from_pretrained(first / "final").to(torch.bfloat16).save_pretrained(half)
+    task.model_class().from_pretrained(first / "final").to(torch.bfloat16).save_pretrained(half)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (half / name).write_bytes((first / "final" / name).read_bytes())
     out = tmp_path / "run"

@@ -50,7 +50,7 @@ TASK_ERROR_ROWS = [
     ),
     ("a sentence with no words", both_splits("no_words"), "Row 0 of the train data has no"),
     ("an unknown tag scheme", both_splits("plain_tags"), "are not IOB2 or IOBES"),
-    ("tag ids without names", both_splits("tag_ids"), "holds numbers without names"),
+    ("tag ids without names", both_splits("tag_ids"), "holds unnamed numbers"),
     ("a text where words belong", both_splits("text_not_words"), "holds single values"),
     (
         "validation tags unseen in training",

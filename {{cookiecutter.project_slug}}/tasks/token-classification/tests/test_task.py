@@ -125,7 +125,7 @@ def test_conll_and_jsonl_files_train_the_same_model(tmp_path):
 
 def test_tag_names_travel_with_the_final_model(tmp_path):
     run_train(tmp_path / "run", max_steps=2)
-    model = task.MODEL_CLASS.from_pretrained(tmp_path / "run" / "final")
+    model = task.model_class().from_pretrained(tmp_path / "run" / "final")
     tags = {
         tag
         for line in (PROJECT / TINY["train_file"]).open()
@@ -151,5 +151,5 @@ def test_classlabel_tags_keep_their_own_names(tmp_path):
     path = tmp_path / "tagged.parquet"
     datasets.Dataset.from_list(ids, features=features).to_parquet(path)
     run_train(tmp_path / "run", max_steps=2, train_file=path, validation_file=path)
-    model = task.MODEL_CLASS.from_pretrained(tmp_path / "run" / "final")
+    model = task.model_class().from_pretrained(tmp_path / "run" / "final")
     assert [model.config.id2label[i] for i in range(len(names))] == names

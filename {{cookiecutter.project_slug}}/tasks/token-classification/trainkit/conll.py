@@ -3,14 +3,14 @@ columns the token-classification task reads by default: tokens and ner_tags."""
 
 from pathlib import Path
 
-import datasets
-
 from trainkit.options import UsageError
 
 
 def read_conll(path):
     """A CoNLL file: one word per line with its tag in the last column, a blank line between
     sentences; -DOCSTART- lines are skipped."""
+    import datasets
+
     sentences, words, tags = [], [], []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         fields = line.split()
