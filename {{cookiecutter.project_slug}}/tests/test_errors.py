@@ -48,6 +48,11 @@ ROWS = [
         "push_to_hub: the Hugging Face Hub cannot be reached as a logged-in user",
     ),
     ("4-bit weights without LoRA", {"load_in_4bit": "true"}, "load_in_4bit freezes the weights"),
+    (
+        "fp16 on a CPU (it would train in fp32)",
+        {"mixed_precision": "fp16"},
+        "mixed_precision=fp16 does not run on CPU; use bf16 or no.",
+    ),
     *(
         []
         if torch.cuda.is_available()  # there the 4-bit weights load: the GPU check trains them

@@ -80,3 +80,50 @@ def test_a_sharded_checkpoint_resumes_bit_identical_after_sigkill(tmp_path, mode
     weights, resumed = final_weights(reference), final_weights(interrupted)
     assert all(torch.equal(weights[name], resumed[name]) for name in weights)
     assert json.loads((interrupted / "final" / "config.json").read_text())
+
+
+def test_load_best_model_at_end_loads_a_sharded_checkpoint(tmp_path):
+    """final/ under FSDP2 is the best checkpoint's model, loaded from its shards: DDP's final/
+    (1e-4). The best is made the first evaluation (the highest eval loss), far from the last."""
+    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp2"
+    options = {
+        "per_device_train_batch_size": 2,
+        "max_steps": 8,
+        "eval_strategy": "steps",
+        "eval_steps": 2,
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "load_best_model_at_end": "true",
+        "greater_is_better": "true",
+    }
+    run_train(ddp, processes=2, **options)
+    result = run_train(fsdp, processes=2, script=FSDP2, **options)
+    assert "Loaded the best model" in result.stdout
+    assert "at step 2;" in result.stdout, result.stdout
+    expected, got = final_weights(ddp), final_weights(fsdp)
+    assert sorted(got) == sorted(expected)
+    assert_close_weights(expected, got, 1e-4)
+
+
+def test_a_sharded_checkpoint_resumes_on_another_process_count(tmp_path):
+    """Distributed checkpointing reshards on load: a 2-process FSDP2 checkpoint resumes under
+    FSDP2 on 3 processes with the same global batch (2 x 6 = 3 x 4; 48 samples, so no process
+    count drops any), and the updates after it stay within 1e-5 of the uninterrupted run's.
+    FSDP2 needs a process group: 1 process is not FSDP2, so 2 -> 3 is the reshard tested."""
+    options = {"save_strategy": "steps", "save_steps": 4, "num_train_epochs": 2}
+    options["max_train_samples"] = 48
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    run_train(reference, processes=2, script=FSDP2, per_device_train_batch_size=6, **options)
+    checkpoint = checkpoint_dirs(reference)[0]
+    run_train(
+        resumed,
+        processes=3,
+        script=FSDP2,
+        per_device_train_batch_size=4,
+        resume_from_checkpoint=str(checkpoint),
+        **options,
+    )
+    after = {step: loss for step, loss in losses(reference).items() if step > 4}
+    assert len(after) == 4
+    assert_close_values(after, losses(resumed), 1e-5, "loss")
+    assert_close_weights(final_weights(reference), final_weights(resumed), 1e-5)

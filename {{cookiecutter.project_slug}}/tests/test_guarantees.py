@@ -157,6 +157,61 @@ def test_resume_on_two_processes_matches(tmp_path, model_with_dropout):
     assert_close_weights(final_weights(reference), final_weights(interrupted), 1e-6)
 
 
+@pytest.mark.loop
+@pytest.mark.slow
+def test_a_resume_where_the_epoch_is_shorter_goes_on_to_the_next(tmp_path):
+    """2 x 6 and 3 x 4 take the same global batch, but of 50 samples 3 processes drop an epoch's
+    last 2 (too few to split over 3): their epoch holds 4 micro-batches, not 5. A checkpoint
+    after the 4th of 2 processes' epoch resumes on 3 into the next epoch and ends at 3
+    processes' count of updates (it used to wait forever for the rest of the epoch)."""
+    options = {"save_strategy": "steps", "save_steps": 4, "num_train_epochs": 2}
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    samples = {"max_train_samples": 50, "max_steps": 4}
+    run_train(first, processes=2, per_device_train_batch_size=6, **samples, **options)
+    checkpoint = checkpoint_dirs(first)[-1]
+    on_three = {"per_device_train_batch_size": 4, "max_train_samples": 50, **options}
+    # The checkpoint's run ended there (its max_steps): resumed into a new directory, nothing
+    # is left to train, and the run still ends with final/ and its card.
+    done = run_train(tmp_path / "done", 3, resume_from_checkpoint=str(checkpoint), **on_three)
+    assert "at update 4 of 4." in done.stdout
+    assert (tmp_path / "done" / "final" / "README.md").is_file()
+    on_three["max_steps"] = -1
+    result = run_train(resumed, 3, resume_from_checkpoint=str(checkpoint), **on_three)
+    assert f"Resumed from {checkpoint} at update 4 of 8." in result.stdout
+    assert sorted(losses(resumed)) == [5, 6, 7, 8]
+    assert [record["epoch"] for record in train_records(resumed)] == [1.25, 1.5, 1.75, 2.0]
+
+
+# bf16 keeps 8 significant bits: a value rounds to within 2**-8 of itself, and one whose fp32
+# sum ran in another order (another batch shape, another process count) can land one step of
+# 2**-7 away. A mean of such values moves by at most that step, if every one of them moved the
+# same way: 2**-7 relative is the bound, far above what runs show (about 5e-5) and below what
+# one lost sample does (2e-2 on the runs below).
+BF16_ROUNDING = 2**-7
+
+
+@pytest.mark.loop
+@pytest.mark.slow
+def test_bf16_on_cpu_keeps_accumulation_and_process_count_within_its_rounding(tmp_path):
+    """mixed_precision=bf16 autocasts on CPU: batch B*k, batch B with accumulation k, and two
+    processes with batch B*k/2 give the same losses within bf16's rounding; a sample fewer
+    moves them by more, so the tolerance would see a lost sample."""
+
+    def bf16_losses(name, **options):
+        run_train(tmp_path / name, mixed_precision="bf16", **{"max_train_samples": 54, **options})
+        return losses(tmp_path / name)
+
+    big = bf16_losses("big", per_device_train_batch_size=12)
+    accumulated = bf16_losses("acc", per_device_train_batch_size=4, gradient_accumulation_steps=3)
+    two = bf16_losses("two", processes=2, per_device_train_batch_size=6)
+    fewer = bf16_losses("fewer", per_device_train_batch_size=12, max_train_samples=53)
+    assert len(big) >= 10
+    assert_close_values(accumulated, big, BF16_ROUNDING, "bf16 loss, accumulation")
+    assert_close_values(two, big, BF16_ROUNDING, "bf16 loss, 2 processes")
+    lost = max(abs(fewer[step] - big[step]) / big[step] for step in big)
+    assert lost > BF16_ROUNDING, f"a lost sample moved the losses by {lost:.1e} only"
+
+
 SCHEDULERS = [
     "linear",
     "cosine",

@@ -39,6 +39,11 @@ def update_windows(train_set, state, cfg, accelerator, options):
     world, rank = accelerator.num_processes, accelerator.process_index
     while state.global_step < state.total_updates:
         batches = epoch_micro_batches(len(train_set), state.epoch, cfg, world, rank)
+        if state.batches_done >= len(batches):
+            # Resumed on a process count whose epoch is shorter (its last global batch, too small
+            # to split, dropped): this epoch is done.
+            state.epoch, state.batches_done = state.epoch + 1, 0
+            continue
         # Resume skips the batches already done by index: no data is loaded to be thrown away.
         # The loader gets its own generator: drawing from the global RNG would shift dropout.
         generator = torch.Generator().manual_seed(cfg.data_seed + state.epoch)

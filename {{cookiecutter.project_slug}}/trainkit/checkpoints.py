@@ -322,6 +322,9 @@ def start_run(cfg, accelerator, checkpoint, resumed_step):
                 partial = output_dir / ".tmp-metrics.jsonl"
                 partial.write_text("".join(json.dumps(record) + "\n" for record in kept))
                 os.replace(partial, metrics_file)
+            # Every run has its records file, even one resumed at its last update into a new
+            # output_dir (it logs nothing): the model card and the curves read it.
+            metrics_file.touch()
             (output_dir / "config.yaml").write_text(to_yaml(cfg))
             record.write(cfg, accelerator, output_dir)
         except OSError as error:

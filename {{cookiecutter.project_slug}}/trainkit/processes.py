@@ -30,6 +30,9 @@ def start_processes(cfg):
     )
     if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
         raise UsageError("Processes would train alone: without GPUs set ACCELERATE_USE_CPU=true.")
+    if accelerator.device.type == "cpu" and cfg.mixed_precision == "fp16":
+        # Accelerate has no fp16 autocast on CPU: the run would be fp32, unsaid.
+        raise UsageError("mixed_precision=fp16 does not run on CPU; use bf16 or no.")
     keep_freed_cpu_memory(accelerator.device)
     if accelerator.device.type == "cpu" and accelerator.is_local_main_process:
         # The processes that share this machine's cores: torchrun's count of them on this node.
