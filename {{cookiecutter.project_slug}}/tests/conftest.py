@@ -131,14 +131,22 @@ def finish(args, processes=1, check=True, env=None, in_process=True, script="tra
     if processes == 1 and env is None and in_process and script == "train.py":
         result = finish_here(args)
     else:
-        result = subprocess.run(
+        process = subprocess.Popen(
             command(processes, script=script) + args,
             cwd=PROJECT,
             env=env or environment(),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=600,
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            # A hung run: its workers too, or they would spin on through the tests after it.
+            kill_group(process)
+            raise
+        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
