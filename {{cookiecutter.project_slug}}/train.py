@@ -152,9 +152,10 @@ def take_update(accelerator, model, optimizer, clipped, window, learning_rate, c
     """One optimizer update at `learning_rate`: the window's gradients, clipped, then a step.
     Returns (loss, gradient norm, health) on the device; health (what check_finite watches) is
     None when on_nonfinite=skip found it non-finite and the step was skipped."""
+    # Set before the backward: DeepSpeed steps inside it (times each group's scale, optim.py).
+    set_learning_rate(optimizer, learning_rate)
     update_loss = accumulate_gradients(accelerator, model, window, cfg)
     grad_norm = accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm or math.inf)
-    set_learning_rate(optimizer, learning_rate)  # times each group's scale (optim.py)
     # fp16 overflows are normal (the grad scaler skips those updates): only its loss counts.
     update_health = update_loss if cfg.mixed_precision == "fp16" else update_loss + grad_norm
     # The only per-update device sync, and only with on_nonfinite=skip.
@@ -273,7 +274,8 @@ def train(cfg):
             if log_now:
                 record = {"step": step, "epoch": round(epoch, 4), "learning_rate": learning_rate}
                 record.update(totals.summary(world, flops_per_token, cfg))
-                record.update(grad_norm=grad_norm.item(), skipped_updates=state.skipped_updates)
+                # float(): DeepSpeed gives the norm as a float, the others as a tensor.
+                record.update(grad_norm=float(grad_norm), skipped_updates=state.skipped_updates)
                 log(accelerator, cfg, record)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
                 totals = Totals(torch.zeros((), dtype=torch.float64, device=device))
