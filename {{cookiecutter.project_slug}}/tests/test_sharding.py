@@ -1,12 +1,14 @@
-"""FSDP2 on CPU processes gives DDP's numbers, and its sharded checkpoints resume exactly.
+"""FSDP2 and DeepSpeed ZeRO-2 on CPU processes give DDP's numbers, and their checkpoints resume
+exactly.
 
-The runs go through tests/fsdp2_on_cpu.py: train.py unchanged, with the Accelerate state that a
-GPU launch with configs/accelerate/fsdp.yaml has (its docstring says why that is faithful). The
-loop is task-agnostic here: sharding, clipping, checkpoints and final/ go through Accelerate's
-FSDP2 code whatever the task, so these run for the first task only, in the slow tier.
+The runs go through tests/fsdp2_on_cpu.py and tests/deepspeed_on_cpu.py: train.py unchanged,
+with the Accelerate state that a GPU launch with configs/accelerate/fsdp.yaml or deepspeed.yaml
+has (their docstrings say why that is faithful). Sharding, clipping, checkpoints and final/ go
+through Accelerate's and the engines' code whatever the task, so these run for the first task
+only, in the slow tier.
 """
 
-import json
+import importlib.util
 
 import pytest
 import torch
@@ -25,6 +27,13 @@ from conftest import (
 from trainkit.checkpoints import checkpoint_dirs
 
 FSDP2 = "tests/fsdp2_on_cpu.py"
+DEEPSPEED = "tests/deepspeed_on_cpu.py"
+NEEDS_DEEPSPEED = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None,
+    reason="DeepSpeed is not installed (pip install deepspeed)",
+)
+# (launcher, the folder a checkpoint keeps the model's shards in)
+ENGINES = {"fsdp2": (FSDP2, "pytorch_model_fsdp_0"), "zero2": (DEEPSPEED, "pytorch_model")}
 pytestmark = [pytest.mark.loop, pytest.mark.slow]
 
 
@@ -32,54 +41,61 @@ def grad_norms(output_dir):
     return {r["step"]: r["grad_norm"] for r in train_records(output_dir)}
 
 
-@pytest.mark.parametrize("accumulation", [1, 3])
-def test_fsdp2_trains_as_ddp_does(tmp_path, accumulation):
-    """Losses, learning rates, clipping's gradient norm, evaluation and final/ of FSDP2 on 2
-    processes equal DDP's on 2. 51 samples end each epoch with an uneven global batch."""
-    ddp, fsdp = tmp_path / "ddp", tmp_path / "fsdp2"
+@pytest.mark.parametrize(
+    "engine, accumulation",
+    # DeepSpeed steps inside every backward: train.py refuses accumulation there.
+    [("fsdp2", 1), ("fsdp2", 3), pytest.param("zero2", 1, marks=NEEDS_DEEPSPEED)],
+)
+def test_sharded_training_equals_ddp(tmp_path, engine, accumulation):
+    """Losses, learning rates, clipping's gradient norm, evaluation and final/ on 2 processes
+    equal DDP's on 2. 51 samples end each epoch with an uneven global batch. Under DeepSpeed,
+    which steps inside the backward, a learning rate set one update late moves every loss."""
+    ddp, sharded = tmp_path / "ddp", tmp_path / engine
     options = {
         "per_device_train_batch_size": 2,
         "gradient_accumulation_steps": accumulation,
         "eval_strategy": "epoch",
         "max_train_samples": 51,
-        "max_grad_norm": 0.5,  # clipping bites: the DTensor norm must be the whole model's
+        "max_grad_norm": 0.5,  # clipping bites: the norm must be the whole model's
     }
     run_train(ddp, processes=2, **options)
-    run_train(fsdp, processes=2, script=FSDP2, **options)
+    run_train(sharded, processes=2, script=ENGINES[engine][0], **options)
     assert len(losses(ddp)) >= 8
-    assert_close_values(losses(ddp), losses(fsdp), 1e-5, "loss")
-    assert_close_values(grad_norms(ddp), grad_norms(fsdp), 1e-5, "grad_norm")
+    assert_close_values(losses(ddp), losses(sharded), 1e-5, "loss")
+    assert_close_values(grad_norms(ddp), grad_norms(sharded), 1e-5, "grad_norm")
     assert min(grad_norms(ddp).values()) > 0.5, "clipping cut every update"
-    assert learning_rates(ddp) == learning_rates(fsdp)
-    for a, b in zip(eval_records(ddp), eval_records(fsdp), strict=True):
+    assert learning_rates(ddp) == learning_rates(sharded)
+    for a, b in zip(eval_records(ddp), eval_records(sharded), strict=True):
         assert_close_values(a, b, 1e-5, "eval")
     # One full model, saved as DDP saves it: a tied output embedding once, not twice.
-    expected, got = final_weights(ddp), final_weights(fsdp)
+    expected, got = final_weights(ddp), final_weights(sharded)
     assert sorted(got) == sorted(expected)
     assert_close_weights(expected, got, 1e-4)
 
 
-def test_a_sharded_checkpoint_resumes_bit_identical_after_sigkill(tmp_path, model_with_dropout):
+@pytest.mark.parametrize("engine", ["fsdp2", pytest.param("zero2", marks=NEEDS_DEEPSPEED)])
+def test_a_sharded_checkpoint_resumes_bit_identical_after_sigkill(
+    tmp_path, model_with_dropout, engine
+):
     """SIGKILL after a sharded checkpoint, then resume: every loss, evaluation and final/ weight
-    equals the uninterrupted FSDP2 run's, bit for bit (dropout on: the RNG comes back too)."""
+    equals the uninterrupted run's, bit for bit (dropout on: the RNG comes back too)."""
+    launcher, shards = ENGINES[engine]
     reference, interrupted, state = kill_and_resume(
         tmp_path,
         2,
         kill_at=8,
-        script=FSDP2,
+        script=launcher,
         config_name=model_with_dropout,
         per_device_train_batch_size=2,
         eval_strategy="epoch",
     )
     checkpoint = checkpoint_dirs(interrupted)[0]
-    assert (checkpoint / "pytorch_model_fsdp_0").is_dir(), list(checkpoint.iterdir())
-    assert (checkpoint / "optimizer_0").is_dir()
+    assert (checkpoint / shards).is_dir(), list(checkpoint.iterdir())
     assert state["batches_done"] > 0, "the checkpoint it resumed from is in the middle of an epoch"
     assert losses(interrupted) == losses(reference)
     assert eval_records(interrupted) == eval_records(reference)
     weights, resumed = final_weights(reference), final_weights(interrupted)
     assert all(torch.equal(weights[name], resumed[name]) for name in weights)
-    assert json.loads((interrupted / "final" / "config.json").read_text())
 
 
 def test_load_best_model_at_end_loads_a_sharded_checkpoint(tmp_path):
