@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
 from conftest import PROJECT, arguments, environment, run_train, tree_digest
 from task_settings import TASK_ERROR_ROWS, task_material
 
@@ -250,6 +251,9 @@ def test_bad_input_gets_one_sentence_and_exit_2(
     watched = [existing] + [Path(v) for v in material.values() if Path(v).is_dir()]
     before = [tree_digest(path) for path in watched]
     monkeypatch.chdir(PROJECT)
+    # A fresh Accelerate state (a singleton), as a new process has: an earlier row's Accelerator
+    # would refuse this row's mixed_precision.
+    AcceleratorState._reset_state(reset_partial_state=True)
     with pytest.raises(SystemExit) as exit_info:
         train.main(arguments(options.pop("output_dir"), **options))
     error = capsys.readouterr().err.strip().splitlines()[-1]
