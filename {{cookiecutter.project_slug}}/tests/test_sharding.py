@@ -41,24 +41,42 @@ def grad_norms(output_dir):
     return {r["step"]: r["grad_norm"] for r in train_records(output_dir)}
 
 
+# 51 samples end each epoch with an uneven global batch; clipping at 0.5 bites, so the norm
+# must be the whole model's.
+COMPARED = {
+    "per_device_train_batch_size": 2,
+    "eval_strategy": "epoch",
+    "max_train_samples": 51,
+    "max_grad_norm": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """DDP's run on 2 processes with accumulation k, made once for every engine compared."""
+    runs = {}
+
+    def run(accumulation):
+        if accumulation not in runs:
+            runs[accumulation] = tmp_path_factory.mktemp(f"ddp-{accumulation}")
+            options = {**COMPARED, "gradient_accumulation_steps": accumulation}
+            run_train(runs[accumulation], processes=2, **options)
+        return runs[accumulation]
+
+    return run
+
+
 @pytest.mark.parametrize(
     "engine, accumulation",
     # DeepSpeed steps inside every backward: train.py refuses accumulation there.
     [("fsdp2", 1), ("fsdp2", 3), pytest.param("zero2", 1, marks=NEEDS_DEEPSPEED)],
 )
-def test_sharded_training_equals_ddp(tmp_path, engine, accumulation):
+def test_sharded_training_equals_ddp(tmp_path, ddp_run, engine, accumulation):
     """Losses, learning rates, clipping's gradient norm, evaluation and final/ on 2 processes
-    equal DDP's on 2. 51 samples end each epoch with an uneven global batch. Under DeepSpeed,
-    which steps inside the backward, a learning rate set one update late moves every loss."""
-    ddp, sharded = tmp_path / "ddp", tmp_path / engine
-    options = {
-        "per_device_train_batch_size": 2,
-        "gradient_accumulation_steps": accumulation,
-        "eval_strategy": "epoch",
-        "max_train_samples": 51,
-        "max_grad_norm": 0.5,  # clipping bites: the norm must be the whole model's
-    }
-    run_train(ddp, processes=2, **options)
+    equal DDP's on 2. Under DeepSpeed, which steps inside the backward, a learning rate set one
+    update late would move every loss."""
+    ddp, sharded = ddp_run(accumulation), tmp_path / engine
+    options = {**COMPARED, "gradient_accumulation_steps": accumulation}
     run_train(sharded, processes=2, script=ENGINES[engine][0], **options)
     assert len(losses(ddp)) >= 8
     assert_close_values(losses(ddp), losses(sharded), 1e-5, "loss")
