@@ -14,6 +14,7 @@ Everything but the device is the production path. What only a GPU settles (bf16 
 cpu_ram_efficient_loading, compile) is in the GPU check (bench/gpu).
 """
 
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -47,4 +48,16 @@ def start_fsdp2_processes(cfg):
 # train.py imports start_processes by name when it runs, so it gets this one.
 processes.start_processes = start_fsdp2_processes
 sys.argv[0] = str(PROJECT / "train.py")
-runpy.run_path(sys.argv[0], run_name="__main__")
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+    status = 0
+except SystemExit as stop:  # sys.exit(None) is success; a message is printed, as Python would
+    status = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    if isinstance(stop.code, str):
+        print(stop.code, file=sys.stderr)
+# Out without the interpreter's teardown, once train.py has ended its processes: in CI a worker
+# of a complete FSDP2 run aborted in it once ("terminate called without an active exception"),
+# and the launcher then failed the run.
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(status)
