@@ -9,22 +9,31 @@ only, in the slow tier.
 """
 
 import importlib.util
+import json
+import random
 
 import pytest
 import torch
 from conftest import (
+    PROJECT,
+    TINY,
     assert_close_values,
     assert_close_weights,
     eval_records,
     final_weights,
     kill_and_resume,
+    kill_group,
     learning_rates,
     losses,
     run_train,
+    start_train,
     train_records,
+    wait_until,
 )
+from safetensors.torch import load_file
+from task_settings import LORA_OPTIONS
 
-from trainkit.checkpoints import checkpoint_dirs
+from trainkit.checkpoints import check_intact, checkpoint_dirs, step_of
 
 FSDP2 = "tests/fsdp2_on_cpu.py"
 DEEPSPEED = "tests/deepspeed_on_cpu.py"
@@ -161,3 +170,110 @@ def test_a_sharded_checkpoint_resumes_on_another_process_count(tmp_path):
     assert len(after) == 4
     assert_close_values(after, losses(resumed), 1e-5, "loss")
     assert_close_weights(final_weights(reference), final_weights(resumed), 1e-5)
+
+
+def test_a_kill_inside_a_sharded_save_leaves_no_checkpoint_half_written(
+    tmp_path, slow_to_save_model
+):
+    """SIGKILL while the processes write a sharded checkpoint's shards, three times: each time
+    the save is left under its temporary name, never counted, every checkpoint there is passes
+    check_intact, and resuming from `latest` ends bit-identical to the uninterrupted run."""
+    options = {
+        "config_name": slow_to_save_model,  # saves take longer than updates: kills land in them
+        "per_device_train_batch_size": 2,
+        "max_steps": 12,
+        "save_strategy": "steps",
+        "save_steps": 1,
+    }
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    run_train(reference, processes=2, script=FSDP2, **options)
+    rng, landed, attempts = random.Random(0), 0, 0
+    while landed < 3 and attempts < 8:
+        attempts += 1
+        saved = checkpoint_dirs(killed)
+        target = (step_of(saved[-1]) if saved else 0) + rng.randint(1, 3)
+        shards = killed / "checkpoints" / f".tmp-step-{target}" / ENGINES["fsdp2"][1]
+        resume = {"resume_from_checkpoint": "latest"} if saved else {}
+        process = start_train(killed, processes=2, script=FSDP2, **options, **resume)
+        assert wait_until(process, shards.exists, poll=0.003), "the run ended before the save"
+        kill_group(process)
+        landed += shards.parent.exists()  # killed before the rename that completes it
+        for checkpoint in checkpoint_dirs(killed):
+            check_intact(checkpoint)  # raises where a file of it is missing or cut short
+        assert not (killed / "checkpoints" / f"step-{target}").exists() or not shards.exists()
+    assert landed == 3, f"{landed} kills in {attempts} attempts landed inside a save"
+    run_train(killed, processes=2, script=FSDP2, resume_from_checkpoint="latest", **options)
+    assert losses(killed) == losses(reference)
+    weights, resumed = final_weights(reference), final_weights(killed)
+    assert all(torch.equal(weights[name], resumed[name]) for name in weights)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    """LoRA's options on a base model (what this project trains in two updates), and DDP's run
+    with them on 2 processes, made once for every engine compared."""
+    base = tmp_path_factory.mktemp("base") / "run"
+    run_train(base, max_steps=2)
+    options = {
+        "use_peft": "true", "model_name_or_path": base / "final", "config_name": "null",
+        "lora_r": 4, "lora_dropout": 0.1, "learning_rate": 1e-2, **LORA_OPTIONS,
+        "per_device_train_batch_size": 2, "eval_strategy": "epoch", "max_eval_samples": "null",
+        "save_strategy": "steps", "save_steps": 4, "num_train_epochs": 4,
+    }  # fmt: skip
+    ddp = tmp_path_factory.mktemp("lora-ddp")
+    run_train(ddp, processes=2, **options)
+    return options, ddp
+
+
+def folder_bytes(path):
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+@pytest.mark.parametrize("engine", ["fsdp2", pytest.param("zero2", marks=NEEDS_DEEPSPEED)])
+def test_lora_under_a_sharded_engine_resumes_exactly_and_predicts_its_last_eval(
+    tmp_path, lora_run, engine
+):
+    """LoRA (adapter dropout on) under FSDP2 or ZeRO-2: the same losses as under DDP (1e-5), a
+    run killed after a checkpoint resumes bit for bit, and final/'s adapter, loaded onto the base
+    by PEFT, scores the validation file as the run's last evaluation did. The engine saves the
+    whole model in its checkpoints, the frozen weights too (lora.py): measured here."""
+    import predict
+
+    (launcher, shards), (options, ddp) = ENGINES[engine], lora_run
+    reference, interrupted, state = kill_and_resume(
+        tmp_path, 2, kill_at=8, script=launcher, **options
+    )
+    assert state["batches_done"] > 0, "the checkpoint it resumed from is mid-epoch"
+    assert losses(interrupted) == losses(reference)
+    assert eval_records(interrupted) == eval_records(reference)
+    adapter = "final/adapter_model.safetensors"
+    assert (interrupted / adapter).read_bytes() == (reference / adapter).read_bytes()
+
+    assert_close_values(losses(ddp), losses(reference), 1e-5, "LoRA loss")
+    expected, got = load_file(ddp / adapter), load_file(reference / adapter)
+    assert sorted(got) == sorted(expected)
+    assert_close_weights(expected, got, 1e-4)
+
+    # DDP's checkpoint holds the adapters only; the engine's holds every weight.
+    sharded = folder_bytes(checkpoint_dirs(reference)[-1] / shards)
+    adapters = (checkpoint_dirs(ddp)[-1] / "model.safetensors").stat().st_size
+    whole = (options["model_name_or_path"] / "model.safetensors").stat().st_size
+    print(f"{engine} checkpoint's model: {sharded:,} bytes; DDP's adapters: {adapters:,}")
+    assert sharded > whole > 10 * adapters
+
+    output = tmp_path / "predictions.jsonl"
+    inputs = str(PROJECT / TINY["validation_file"])
+    predict.main([str(interrupted / "final"), inputs, "--output", str(output)])
+    scores = json.loads(output.with_name(output.name + ".metrics.json").read_text())
+    last = {name: value for name, value in eval_records(interrupted)[-1].items() if name in scores}
+    assert scores.keys() == last.keys()
+    assert_close_values(scores, last, 1e-6, "final/'s adapter against the last eval")
+
+
+def test_merge_adapter_is_refused_where_the_weights_are_sharded(tmp_path, lora_run):
+    """Merging needs every weight in one process; under FSDP2 it hung. Refused in one sentence."""
+    options, _ = lora_run
+    merge = run_train(tmp_path, 2, False, script=FSDP2, merge_adapter="true", **options)
+    assert merge.returncode != 0
+    refusal = "merge_adapter does not run under FSDP or DeepSpeed"
+    assert refusal in merge.stderr, merge.stderr[-2000:]

@@ -4,7 +4,10 @@ linear layers train instead, with a fresh head (anything outside the pretrained 
 such as a classification head) trained in full.
 
 Checkpoints hold the trainable weights only (the adapters and the head) and the optimizer state
-of those; the frozen weights come back from model_name_or_path on resume. final/ holds the
+of those; the frozen weights come back from model_name_or_path on resume. Under FSDP2 and
+DeepSpeed the engine saves the model itself, every weight in its shards (the frozen ones too:
+in tests/test_sharding.py's causal-lm run, 856 kB of FSDP2 shards where DDP's checkpoint holds
+8.7 kB of adapters), and resume loads them all back. final/ holds the
 adapter (adapter_model.safetensors, adapter_config.json, for PeftModel.from_pretrained); with
 merge_adapter=true, final/merged/ also holds the model with the adapters merged into its
 weights, which plain from_pretrained loads.
@@ -25,8 +28,13 @@ def wrap(cfg, model, accelerator):
         return model
     if not cfg.model_name_or_path:
         raise UsageError("use_peft needs pretrained weights (model_name_or_path) to adapt.")
-    if accelerator.distributed_type in ("FSDP", "DEEPSPEED"):
-        raise UsageError("use_peft runs on one device or with DDP here, not FSDP or DeepSpeed.")
+    sharded = accelerator.distributed_type in ("FSDP", "DEEPSPEED")
+    if sharded and cfg.merge_adapter:  # merging would read weights other processes hold
+        raise UsageError(
+            "merge_adapter does not run under FSDP or DeepSpeed, where each process holds a "
+            "shard of the weights; merge final/ afterwards on one process "
+            "(PeftModel.from_pretrained(base, 'final').merge_and_unload())."
+        )
     try:
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     except ImportError as error:
@@ -52,8 +60,9 @@ def wrap(cfg, model, accelerator):
         model = get_peft_model(model, config)
     except ValueError as error:  # target modules that match nothing, or none known for the model
         raise UsageError(f"use_peft: {str(error).splitlines()[0]}") from error
-    accelerator.register_save_state_pre_hook(keep_trainable_weights)
-    accelerator.register_load_state_pre_hook(load_trainable_weights)
+    if not sharded:  # FSDP2 and DeepSpeed save and load the model themselves, in shards
+        accelerator.register_save_state_pre_hook(keep_trainable_weights)
+        accelerator.register_load_state_pre_hook(load_trainable_weights)
     return model
 
 
