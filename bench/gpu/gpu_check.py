@@ -2,7 +2,7 @@
 8 minutes. Started by bench/gpu/gpu_check.sh, which installs carried wheels first; see
 bench/gpu/README.md for the device command.
 
-    python bench/gpu/gpu_check.py --out DIR [--work DIR] [--budget S] [--parts a,b,c,d]
+    python bench/gpu/gpu_check.py --out DIR [--work DIR] [--budget S] [--parts a,b,c,d,e]
     python bench/gpu/gpu_check.py --cpu --out DIR    # tiny sizes on a CPU: proves the logic
 
 Parts, each with verdict lines (PASS, FAIL, SKIPPED with its reason) and a time cap:
@@ -21,7 +21,9 @@ Parts, each with verdict lines (PASS, FAIL, SKIPPED with its reason) and a time 
     checkpoint); resumed with --resume_from_checkpoint latest; losses and final weights compared,
     final/ loaded with from_pretrained;
 (d) LoRA (use_peft) and, where bitsandbytes imports, QLoRA (load_in_4bit): short runs, the
-    adapter in final/ loaded with PeftModel.from_pretrained.
+    adapter in final/ loaded with PeftModel.from_pretrained;
+(e) FSDP2 beyond (c): fsdp.yaml's cpu_ram_efficient_loading against every process reading the
+    weights (update 1's loss bit for bit), and torch_compile under FSDP2 (within 1e-2, finite).
 
 The figures go to OUT/gpu-check.json, the report to OUT/gpu-check.md (rewritten after every
 part, so a run cut short still leaves one), every process's output to OUT/gpu-check.log.
@@ -592,6 +594,51 @@ class Check:
         self.verdict("c", "resumed run equals the uninterrupted one (losses, final weights)", measured, verdict)
         self.verdict("c", "final/ loads with AutoModelForCausalLM.from_pretrained", *load_final(broken / "final"))
 
+    # --- (e) FSDP2: weights read once, and compile ----------------------------------------------
+    def part_e(self):
+        """What (c) leaves to a GPU: fsdp.yaml's cpu_ram_efficient_loading (the pretrained weights
+        read on process 0 and sent out as shards) against every process reading them, and
+        torch_compile under FSDP2. Both start from (c)'s uninterrupted run: same model, data, bf16."""
+        sizes = self.sizes
+        reference = self.work / "runs" / "fsdp-uninterrupted"
+        first = {r["step"]: r["loss"] for r in read_jsonl(reference / "metrics.jsonl") if "loss" in r}
+        if 1 not in first:
+            self.verdict("e", "FSDP2 extras", "(c)'s uninterrupted run logged no loss", "SKIPPED (needs part c)")
+            return
+        fsdp_config = self.project / "configs" / "accelerate" / "fsdp.yaml"
+        options = {"block": sizes.fsdp_block, "batch": sizes.fsdp_batch, "train_file": self.small_train}
+        runs = (
+            ("weights read on every process", ["--fsdp_cpu_ram_efficient_loading", "false"], False, "launch"),
+            ("compiled", [], True, "compile"),
+        )
+        for port, (name, flags, compiled, kind) in enumerate(runs):
+            what = f"FSDP2 (1 process), {name}: update 1's loss against (c)'s"
+            timeout = self.step_timeout(kind, "e", what)
+            if timeout is None:
+                continue
+            out_dir = self.work / "runs" / f"fsdp-{'compiled' if compiled else 'every-process-reads'}"
+            run_options = self.train_options(out_dir, sizes.fsdp_updates, 1, compiled, **options)
+            launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", fsdp_config,
+                        "--num_processes", "1", *flags, "--main_process_port", 29621 + port]  # fmt: skip
+            run = self.probed(f"fsdp {name}", self.project / "train.py", run_options, timeout, launcher=launcher)
+            if run.failure():
+                self.verdict("e", what, run.failure(), "FAIL")
+                continue
+            losses = {r["step"]: r["loss"] for r in read_jsonl(out_dir / "metrics.jsonl") if "loss" in r}
+            with self.lock:
+                self.figures["fsdp"][f"e: {name}"] = losses
+            gap = abs(losses[1] - first[1]) / abs(first[1])
+            last = max(losses)
+            finite = all(math.isfinite(loss) for loss in losses.values())
+            measured = f"{losses[1]!r} vs {first[1]!r} (relative {gap:.1e}); loss at {last}: {losses[last]!r}"
+            # Loading differently must bring the same weights: the same first forward, bit for bit.
+            # Compiled kernels round bf16 differently: within 1e-2, and training goes on finite.
+            ok = finite and (gap <= 1e-2 if compiled else gap == 0.0)
+            verdict = "PASS" if ok else "FAIL"
+            if self.cpu:
+                verdict = f"SKIPPED (no GPU: accelerate runs the fsdp.yaml launch without FSDP on a CPU; {verdict})"
+            self.verdict("e", what, measured, verdict)
+
     # --- (d) LoRA, QLoRA -----------------------------------------------------------------------
     def part_d(self):
         sizes = self.sizes
@@ -960,14 +1007,14 @@ def parse_args():
     parser.add_argument("--cpu", action="store_true", help="CPU mode: tiny sizes, CUDA-only checks skipped.")
     parser.add_argument("--project", help="A project baked with task=causal-lm already (default: bake one).")
     parser.add_argument("--budget", type=float, default=None, help="Seconds for all parts (GPU 450, CPU 1500).")
-    parser.add_argument("--parts", default="a,b,c,d", help="Which parts to run (default a,b,c,d).")
+    parser.add_argument("--parts", default="a,b,c,d,e", help="Which parts to run (default a,b,c,d,e).")
     parser.add_argument("--peak-tflops", type=float, default=H200_PEAK_TFLOPS, help="The GPU's dense bf16 peak.")
     parser.add_argument("--no-compile", action="store_true", help="Leave out the torch.compile runs.")
     parser.add_argument("--no-trainer-compile", action="store_true", help="Leave out the compiled Trainer run.")
     args = parser.parse_args()
     args.parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    if args.parts - set("abcd"):
-        parser.error("--parts takes a, b, c, d")
+    if args.parts - set("abcde"):
+        parser.error("--parts takes a, b, c, d, e")
     return args
 
 
@@ -1004,6 +1051,9 @@ def main():
     for thread in threads:
         thread.join()
     check.write()
+    if "e" in args.parts:
+        check.part("e", "FSDP2: weights read once, and compile", check.part_e)
+        check.write()
     if "d" in args.parts:
         check.part("d", "LoRA and QLoRA", check.part_d)
         check.write()
