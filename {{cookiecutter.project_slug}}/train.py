@@ -33,7 +33,7 @@ from trainkit.batching import epoch_micro_batches, update_windows
 from trainkit.data import load_datasets
 from trainkit.optim import build_optimizer, set_learning_rate
 from trainkit.options import UsageError, check_metric_for_best_model
-from trainkit.processes import StopRequests, start_processes
+from trainkit.processes import StopRequests, fit_fsdp_wrapping, start_processes
 from trainkit.report import write as report_classes
 
 # Tokenizer threads and data-loader worker processes can deadlock each other.
@@ -228,6 +228,7 @@ def train(cfg):
     flops_per_token = 6 * sum(p.numel() for p in model.parameters())
     model = lora.wrap(cfg, model, accelerator)
     optimizer = build_optimizer(cfg, model, device)
+    fit_fsdp_wrapping(accelerator, model)  # FSDP2 only: which modules become shards
     model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
     # Listed once, so the update does not walk the modules to find them.
     clipped = list(model.parameters())

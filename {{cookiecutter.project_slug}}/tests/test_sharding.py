@@ -3,9 +3,11 @@ exactly.
 
 The runs go through tests/fsdp2_on_cpu.py and tests/deepspeed_on_cpu.py: train.py unchanged,
 with the Accelerate state that a GPU launch with configs/accelerate/fsdp.yaml or deepspeed.yaml
-has (their docstrings say why that is faithful). Sharding, clipping, checkpoints and final/ go
-through Accelerate's and the engines' code whatever the task, so these run for the first task
-only, in the slow tier.
+has (their docstrings say why that is faithful). All in the slow tier. FSDP2 = DDP runs for
+every task: FSDP2 shards each model by its own module classes, and that failed for 4 of the 7
+tasks' models before processes.fit_fsdp_wrapping. The rest (`loop`) runs for the first task in
+the template's CI: checkpoints, resume, clipping and final/ are the same code whatever the
+model, and ZeRO-2 splits the optimizer state of the whole model, not module by module.
 """
 
 import importlib.util
@@ -43,15 +45,17 @@ NEEDS_DEEPSPEED = pytest.mark.skipif(
 )
 # (launcher, the folder a checkpoint keeps the model's shards in)
 ENGINES = {"fsdp2": (FSDP2, "pytorch_model_fsdp_0"), "zero2": (DEEPSPEED, "pytorch_model")}
-pytestmark = [pytest.mark.loop, pytest.mark.slow]
+pytestmark = pytest.mark.slow
+LOOP = pytest.mark.loop
 
 
 def grad_norms(output_dir):
     return {r["step"]: r["grad_norm"] for r in train_records(output_dir)}
 
 
-# 51 samples end each epoch with an uneven global batch; clipping at 0.5 bites, so the norm
-# must be the whole model's.
+# 51 samples end each epoch with an uneven global batch; clipping at 0.5 bites (at every update
+# of the causal-lm model, at the first ones of the classifiers'), so the updates depend on the
+# whole model's norm.
 COMPARED = {
     "per_device_train_batch_size": 2,
     "eval_strategy": "epoch",
@@ -78,7 +82,11 @@ def ddp_run(tmp_path_factory):
 @pytest.mark.parametrize(
     "engine, accumulation",
     # DeepSpeed steps inside every backward: train.py refuses accumulation there.
-    [("fsdp2", 1), ("fsdp2", 3), pytest.param("zero2", 1, marks=NEEDS_DEEPSPEED)],
+    [
+        ("fsdp2", 1),
+        pytest.param("fsdp2", 3, marks=LOOP),
+        pytest.param("zero2", 1, marks=[NEEDS_DEEPSPEED, LOOP]),
+    ],
 )
 def test_sharded_training_equals_ddp(tmp_path, ddp_run, engine, accumulation):
     """Losses, learning rates, clipping's gradient norm, evaluation and final/ on 2 processes
@@ -90,7 +98,7 @@ def test_sharded_training_equals_ddp(tmp_path, ddp_run, engine, accumulation):
     assert len(losses(ddp)) >= 8
     assert_close_values(losses(ddp), losses(sharded), 1e-5, "loss")
     assert_close_values(grad_norms(ddp), grad_norms(sharded), 1e-5, "grad_norm")
-    assert min(grad_norms(ddp).values()) > 0.5, "clipping cut every update"
+    assert max(grad_norms(ddp).values()) > COMPARED["max_grad_norm"], "clipping never bit"
     assert learning_rates(ddp) == learning_rates(sharded)
     for a, b in zip(eval_records(ddp), eval_records(sharded), strict=True):
         assert_close_values(a, b, 1e-5, "eval")
@@ -100,6 +108,7 @@ def test_sharded_training_equals_ddp(tmp_path, ddp_run, engine, accumulation):
     assert_close_weights(expected, got, 1e-4)
 
 
+@LOOP
 @pytest.mark.parametrize("engine", ["fsdp2", pytest.param("zero2", marks=NEEDS_DEEPSPEED)])
 def test_a_sharded_checkpoint_resumes_bit_identical_after_sigkill(
     tmp_path, model_with_dropout, engine
@@ -125,6 +134,7 @@ def test_a_sharded_checkpoint_resumes_bit_identical_after_sigkill(
     assert all(torch.equal(weights[name], resumed[name]) for name in weights)
 
 
+@LOOP
 def test_load_best_model_at_end_loads_a_sharded_checkpoint(tmp_path):
     """final/ under FSDP2 is the best checkpoint's model, loaded from its shards: DDP's final/
     (1e-4). The best is made the first evaluation (the highest eval loss), far from the last."""
@@ -148,6 +158,7 @@ def test_load_best_model_at_end_loads_a_sharded_checkpoint(tmp_path):
     assert_close_weights(expected, got, 1e-4)
 
 
+@LOOP
 def test_a_sharded_checkpoint_resumes_on_another_process_count(tmp_path):
     """Distributed checkpointing reshards on load: a 2-process FSDP2 checkpoint resumes under
     FSDP2 on 3 processes with the same global batch (2 x 6 = 3 x 4; 48 samples, so no process
@@ -172,6 +183,7 @@ def test_a_sharded_checkpoint_resumes_on_another_process_count(tmp_path):
     assert_close_weights(final_weights(reference), final_weights(resumed), 1e-5)
 
 
+@LOOP
 def test_a_kill_inside_a_sharded_save_leaves_no_checkpoint_half_written(
     tmp_path, slow_to_save_model
 ):
@@ -229,6 +241,7 @@ def folder_bytes(path):
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
+@LOOP
 @pytest.mark.parametrize("engine", ["fsdp2", pytest.param("zero2", marks=NEEDS_DEEPSPEED)])
 def test_lora_under_a_sharded_engine_resumes_exactly_and_predicts_its_last_eval(
     tmp_path, lora_run, engine
@@ -270,6 +283,7 @@ def test_lora_under_a_sharded_engine_resumes_exactly_and_predicts_its_last_eval(
     assert_close_values(scores, last, 1e-6, "final/'s adapter against the last eval")
 
 
+@LOOP
 def test_merge_adapter_is_refused_where_the_weights_are_sharded(tmp_path, lora_run):
     """Merging needs every weight in one process; under FSDP2 it hung. Refused in one sentence."""
     options, _ = lora_run

@@ -45,6 +45,36 @@ def start_processes(cfg):
     return accelerator
 
 
+def fit_fsdp_wrapping(accelerator, model):
+    """FSDP2 shards each of the model's `_no_split_modules` on its own, then (accelerate 1.16)
+    the input embedding on its own, with the output layer where their weight is tied. Two kinds
+    of transformers models fail there, found on CPU processes (tests/test_sharding.py):
+    - the embedding sits inside one of those modules (BERT's, RoBERTa's and ViT's `*Embeddings`):
+      its weight would be sharded twice ("value was None when it should not be"). Those modules
+      are left to the unit around them; a wrap list set in the accelerate config
+      (fsdp_transformer_layer_cls_to_wrap) is kept;
+    - other embedding modules hold the same weight (T5's and BART's encoder and decoder
+      `embed_tokens`): torch refuses a weight in two units. They become the input embedding
+      module itself, which computes the same (the same weight and options)."""
+    if accelerator.distributed_type != "FSDP":
+        return
+    embedding = getattr(model, "get_input_embeddings", lambda: None)()
+    weight = getattr(embedding, "weight", None)
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        same = isinstance(module, torch.nn.Embedding) and module.weight is weight
+        if same and module is not embedding and module.extra_repr() == embedding.extra_repr():
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, embedding)
+    plugin = accelerator.state.fsdp_plugin
+    if plugin.transformer_cls_names_to_wrap is None:
+        holders = {type(m).__name__ for m in model.modules() if embedding in list(m.modules())}
+        present = {type(m).__name__ for m in model.modules()}
+        names = getattr(model, "_no_split_modules", None) or []
+        plugin.transformer_cls_names_to_wrap = [
+            n for n in names if n in present and n not in holders
+        ]
+
+
 def cpu_share():
     """(cores this process may run on, by its affinity and any cgroup quota; the load others put
     on them: the 1-minute load average less this process's own part of it)."""
