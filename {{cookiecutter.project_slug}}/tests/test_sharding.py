@@ -60,6 +60,7 @@ COMPARED = {
     "per_device_train_batch_size": 2,
     "eval_strategy": "epoch",
     "max_train_samples": 51,
+    "num_train_epochs": 2,  # two evaluations; with accumulation 3, 10 updates
     "max_grad_norm": 0.5,
 }
 
