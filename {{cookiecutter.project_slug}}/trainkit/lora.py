@@ -4,10 +4,10 @@ linear layers train instead, with a fresh head (anything outside the pretrained 
 such as a classification head) trained in full.
 
 Checkpoints hold the trainable weights only (the adapters and the head) and the optimizer state
-of those; the frozen weights come back from model_name_or_path on resume. Under FSDP2 and
-DeepSpeed the engine saves the model itself, every weight in its shards (the frozen ones too:
-in tests/test_sharding.py's causal-lm run, 856 kB of FSDP2 shards where DDP's checkpoint holds
-8.7 kB of adapters), and resume loads them all back. final/ holds the
+of those; the frozen weights come back from model_name_or_path on resume. Under FSDP2 the
+engine saves the model itself, every weight in its shards (the frozen ones too: in
+tests/test_sharding.py's causal-lm run, 856 kB of shards where DDP's checkpoint holds 8.7 kB of
+adapters), and resume loads them all back. final/ holds the
 adapter (adapter_model.safetensors, adapter_config.json, for PeftModel.from_pretrained); with
 merge_adapter=true, final/merged/ also holds the model with the adapters merged into its
 weights, which plain from_pretrained loads.
@@ -28,11 +28,13 @@ def wrap(cfg, model, accelerator):
         return model
     if not cfg.model_name_or_path:
         raise UsageError("use_peft needs pretrained weights (model_name_or_path) to adapt.")
-    sharded = accelerator.distributed_type in ("FSDP", "DEEPSPEED")
+    if accelerator.distributed_type == "DEEPSPEED":  # it ran here, but no test proves it yet
+        raise UsageError("use_peft runs on one device, with DDP or with FSDP, not DeepSpeed.")
+    sharded = accelerator.distributed_type == "FSDP"
     if sharded and cfg.merge_adapter:  # merging would read weights other processes hold
         raise UsageError(
-            "merge_adapter does not run under FSDP or DeepSpeed, where each process holds a "
-            "shard of the weights; merge final/ afterwards on one process "
+            "merge_adapter does not run under FSDP, where each process holds a shard of the "
+            "weights; merge final/ afterwards on one process "
             "(PeftModel.from_pretrained(base, 'final').merge_and_unload())."
         )
     try:
@@ -60,7 +62,7 @@ def wrap(cfg, model, accelerator):
         model = get_peft_model(model, config)
     except ValueError as error:  # target modules that match nothing, or none known for the model
         raise UsageError(f"use_peft: {str(error).splitlines()[0]}") from error
-    if not sharded:  # FSDP2 and DeepSpeed save and load the model themselves, in shards
+    if not sharded:  # FSDP2 saves and loads the model itself, in shards
         accelerator.register_save_state_pre_hook(keep_trainable_weights)
         accelerator.register_load_state_pre_hook(load_trainable_weights)
     return model
