@@ -4,10 +4,10 @@ answers exclude, and say what to run next.
 Runs inside the generated project. Each task lives in the template as one folder,
 tasks/<task>/, holding task.py (its data, model, loss and metrics, against the contract at the
 top of that file), its tests, the kit modules only it needs (under trainkit/) and any file of
-its own (model.py, chat.py). The chosen folder is merged into the project root and the rest
-removed; what several tasks share (trainkit/pretrained.py, trainkit/lm_loss.py, the metric
-modules under metrics/) stays only where task.py uses it, so the project holds one task and no
-dead code. The task's assets/<task>/ becomes assets/, the path config.py names.
+its own (model.py). The chosen folder is merged into the project root and the rest
+removed; what several tasks share (trainkit/pretrained.py, trainkit/lm_loss.py, chat.py, the
+metric modules under metrics/) stays only where task.py uses it, so the project holds one task
+and no dead code. The task's assets/<task>/ becomes assets/, the path config.py names.
 
 The answers come from the project's .cookiecutter.json, not from Jinja, so this file is plain
 Python that lints as it stands. They become the defaults of config.py's options (model, data,
@@ -150,10 +150,12 @@ def choose_column(question, columns, names, what):
 
 def remove_what_the_task_does_not_use():
     """Shared modules stay only where task.py imports them: trainkit/pretrained.py (transformers
-    models), trainkit/lm_loss.py (language models' loss), and the metric modules under metrics/
-    that its options name."""
+    models), trainkit/lm_loss.py (language models' loss), chat.py (sft, dpo), and the metric
+    modules under metrics/ that its options name."""
     with open("task.py", encoding="utf-8") as stream:
         source = stream.read()
+    if not re.search(r"^import chat$", source, re.MULTILINE):
+        os.remove("chat.py")
     for module in ("pretrained", "lm_loss"):
         if not re.search(rf"^from trainkit import [\w, ]*\b{module}\b", source, re.MULTILINE):
             os.remove(os.path.join("trainkit", f"{module}.py"))

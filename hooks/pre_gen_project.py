@@ -32,8 +32,8 @@ ANSWERS = {
 # hand-edited context can hold anything, and an unknown task would fail while files render.
 CHOICES = {
     "task": (
-        "causal-lm", "custom", "image-classification", "seq2seq", "sft", "text-classification",
-        "token-classification",
+        "causal-lm", "custom", "dpo", "image-classification", "seq2seq", "sft",
+        "text-classification", "token-classification",
     ),  # fmt: skip
     "mixed_precision": ("no", "bf16", "fp16"),
     "tracker": ("none", "tensorboard", "wandb", "mlflow", "trackio"),

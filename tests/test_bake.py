@@ -57,6 +57,14 @@ CASES = {
         "mixed_precision": "bf16",
         "include_ci_workflow": "no",
     },
+    "dpo-defaults": {"task": "dpo", "tracker": "tensorboard"},
+    "dpo-hub": {
+        "task": "dpo",
+        "model": "Qwen/Qwen2.5-0.5B-Instruct",
+        "dataset": "trl-lib/ultrafeedback_binarized",
+        "mixed_precision": "bf16",
+        "include_ci_workflow": "no",
+    },
     "image-classification-defaults": {"task": "image-classification"},
     "image-classification-hub": {
         "task": "image-classification",
@@ -179,7 +187,9 @@ def test_files_match_answers(case):
     kit = project / "trainkit"
     assert (kit / "conll.py").is_file() == (task == "token-classification")
     assert (kit / "images.py").is_file() == (task == "image-classification")
-    assert (kit / "packing.py").is_file() == (project / "chat.py").is_file() == (task == "sft")
+    assert (kit / "packing.py").is_file() == (task == "sft")
+    assert (project / "chat.py").is_file() == (task in ("sft", "dpo"))
+    assert (kit / "pairs.py").is_file() == (task == "dpo")
     assert (kit / "streaming.py").is_file() == (task == "causal-lm")
     assert (kit / "lm_loss.py").is_file() == (task in ("causal-lm", "sft"))
     # A model of your own (model.py) instead of a transformers one (pretrained.py).
@@ -237,7 +247,8 @@ def test_config_defaults_match_answers(case):
     assert cfg["report_to"] == answers["tracker"]
     assert ("block_size" in cfg) == (task == "causal-lm")
     assert ("max_length" in cfg and "assistant_only_loss" in cfg) == (task == "sft")
-    assert ("label_column_name" in cfg) == (task not in ("causal-lm", "seq2seq", "sft"))
+    assert ("beta" in cfg and "precompute_ref_log_probs" in cfg) == (task == "dpo")
+    assert ("label_column_name" in cfg) == (task not in ("causal-lm", "seq2seq", "sft", "dpo"))
     assert ("summary_column" in cfg) == (task == "seq2seq")
     assert ("label_all_tokens" in cfg) == (task == "token-classification")
     assert ("feature_columns" in cfg) == (task == "custom")
@@ -498,7 +509,7 @@ def test_two_projects_install_side_by_side(bake, tmp_path):
     "answer, sentence",
     [
         ("project_slug=my-proj", "The answer project_slug='my-proj' is not a usable Python package name"),
-        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, sft, text-"),
+        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, sft, dpo, text-"),
         ("dataset=missing.csv", "The answer dataset='missing.csv' is not a file"),
     ],
     ids=["bad-slug", "unknown-task", "missing-dataset"],

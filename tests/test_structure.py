@@ -199,7 +199,7 @@ def test_a_replayed_unknown_task_gets_one_sentence(run_cookiecutter, cookiecutte
     )
     assert result.returncode != 0
     sentence = (
-        "The answer task='translation' is not allowed; choose one of causal-lm, custom, "
+        "The answer task='translation' is not allowed; choose one of causal-lm, custom, dpo, "
         "image-classification, seq2seq, sft, text-classification, token-classification."
     )
     assert sentence in result.stderr

@@ -30,6 +30,11 @@ Writes, under ``{{cookiecutter.project_slug}}/assets/``:
   ``sft/tiny-model/``: a byte-level BPE tokenizer with chat tokens and a chat template whose
   ``{% generation %}`` markers let the loss keep to assistant turns, and a GPT-2 config with
   1,024 positions (TRL's default ``max_length``).
+* ``dpo/data/{train,validation}.jsonl``: preference pairs in TRL's conversational format
+  (``{"prompt": [messages], "chosen": [assistant message], "rejected": [...]}``) on the sft
+  sample's farm questions: the chosen answer is the right one, the rejected one plainly worse (a
+  wrong fact, another animal's answer, or no answer); ``dpo/tiny-model/``: the sft tokenizer and
+  GPT-2 config, copied.
 
 Generated projects can then train and test end to end without network access
 to any model or dataset hub. Everything is seeded, so re-running produces
@@ -75,6 +80,7 @@ CUSTOM_DIR = ROOT / "custom"
 SEQ2SEQ_DIR = ROOT / "seq2seq"
 IMAGE_DIR = ROOT / "image-classification"
 SFT_DIR = ROOT / "sft"
+DPO_DIR = ROOT / "dpo"
 
 # --- causal-lm grammar -------------------------------------------------------
 
@@ -365,6 +371,43 @@ def sft_row(rng: random.Random) -> dict:
     system = [{"role": "system", "content": rng.choice(SYSTEMS)}] if rng.random() < 0.3 else []
     turns = [message for _ in range(1 if rng.random() < 0.7 else 2) for message in sft_turn(rng)]
     return {"messages": system + turns}
+
+
+EVASIONS = ["I do not know.", "Ask someone else.", "Nobody knows that.", "I cannot say."]
+
+
+def dpo_row(rng: random.Random) -> dict:
+    """A farm question (after an sft-style system message or earlier turn, sometimes) with its
+    right answer (chosen) and a plainly worse one (rejected): a wrong fact about the same animal,
+    another animal's answer, or an evasion."""
+    before = sft_row(rng)["messages"][:-2] if rng.random() < 0.4 else []
+    animal, fact = rng.choice(sorted(FARM)), rng.randrange(3)
+    questions, answer = QUESTIONS[fact]
+    kind = rng.randrange(3)
+    if kind == 0:  # a wrong fact: another animal's value in the right sentence
+        other = rng.choice([a for a in sorted(FARM) if FARM[a][fact] != FARM[animal][fact]])
+        wrong = answer.format(a=animal, v=FARM[other][fact])
+    elif kind == 1:  # the answer about another animal
+        other = rng.choice([a for a in sorted(FARM) if a != animal])
+        wrong = answer.format(a=other, v=FARM[other][fact])
+    else:
+        wrong = rng.choice(EVASIONS)
+    question = {"role": "user", "content": rng.choice(questions).format(a=animal, v=FARM[animal][fact])}
+    return {
+        "prompt": [*before, question],
+        "chosen": [{"role": "assistant", "content": answer.format(a=animal, v=FARM[animal][fact])}],
+        "rejected": [{"role": "assistant", "content": wrong}],
+    }
+
+
+def write_dpo_assets() -> None:
+    """The pairs, and the sft model's tokenizer and config (the same tiny model)."""
+    dpo_rng = random.Random(6)
+    write_jsonl(DPO_DIR / "data" / "train.jsonl", [dpo_row(dpo_rng) for _ in range(1000)])
+    write_jsonl(DPO_DIR / "data" / "validation.jsonl", [dpo_row(dpo_rng) for _ in range(100)])
+    (DPO_DIR / "tiny-model").mkdir(parents=True, exist_ok=True)
+    for source in sorted((SFT_DIR / "tiny-model").iterdir()):
+        (DPO_DIR / "tiny-model" / source.name).write_bytes(source.read_bytes())
 
 
 # The chat template of the tiny model: ChatML-like, on one line so no whitespace leaks in. The
@@ -669,6 +712,7 @@ def main() -> None:
     build_seq2seq([r[key] for r in seq_train + seq_val for key in ("document", "summary")])
     build_image_classifier()
     build_sft_model([row["messages"] for row in sft_train])
+    write_dpo_assets()
     print(f"wrote assets under {ROOT}")
 
 

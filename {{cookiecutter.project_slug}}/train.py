@@ -277,6 +277,7 @@ def train(cfg):
                 record.update(totals.summary(world, flops_per_token, cfg))
                 # float(): DeepSpeed gives the norm as a float, the others as a tensor.
                 record.update(grad_norm=float(grad_norm), skipped_updates=state.skipped_updates)
+                record.update(task.train_metrics(accelerator))  # the task's own: dpo's rewards
                 log(accelerator, cfg, record)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
                 totals = Totals(torch.zeros((), dtype=torch.float64, device=device))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import PROJECT, kill_and_resume, losses, run_train, validation_batch
 from safetensors.torch import load_file
-from task_settings import LORA_OPTIONS
+from task_settings import BARE_MODEL_OPTIONS, LORA_OPTIONS
 
 from trainkit.checkpoints import checkpoint_dirs
 
@@ -97,7 +97,7 @@ def test_frozen_weights_stay_and_the_merged_model_computes_what_the_adapters_do(
     base_model = task.model_class().from_pretrained(pretrained)
     with_adapters = PeftModel.from_pretrained(base_model, out / "final")
     plain = task.model_class().from_pretrained(merged_dir)
-    cfg, batch = validation_batch()
+    cfg, batch = validation_batch(**BARE_MODEL_OPTIONS)
     with torch.no_grad():
         expected = task.summed_losses(cfg, with_adapters.eval(), batch)[1]
         got = task.summed_losses(cfg, plain.eval(), batch)[1]

@@ -18,7 +18,7 @@ from conftest import (
     run_train,
     write_rows,
 )
-from task_settings import PLAIN_INPUTS, PREDICTION_FIELDS
+from task_settings import PLAIN_INPUTS, PLAIN_PREDICTION_FIELDS, PREDICTION_FIELDS
 
 import task
 from trainkit.checkpoints import checkpoint_dirs
@@ -76,7 +76,7 @@ def test_a_plain_list_of_inputs_is_predicted_without_scores(trained, tmp_path):
     output = tmp_path / "predictions.jsonl"
     predictions = predict(trained / "final", inputs, output)
     assert [p["input"] for p in predictions] == PLAIN_INPUTS
-    assert all(PREDICTION_FIELDS <= p.keys() for p in predictions)
+    assert all(PLAIN_PREDICTION_FIELDS <= p.keys() for p in predictions)
     assert not (tmp_path / "predictions.jsonl.metrics.json").exists()
 
 

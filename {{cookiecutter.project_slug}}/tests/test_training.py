@@ -311,8 +311,8 @@ def test_evaluation_goes_longest_first_and_keeps_every_sample(monkeypatch):
     _, eval_set, _ = data.load_datasets(cfg, Accelerator(cpu=True), tokenizer, task)
     raw = data.load_raw_datasets(cfg, task.data_columns(cfg), task.FILE_READERS)
     _, unsorted, _ = task.prepare_datasets(cfg, raw, tokenizer)
-    lengths = [len(ids) for ids in eval_set["input_ids"]]
-    assert lengths == sorted(lengths, reverse=True)
+    lengths = data.token_counts(eval_set)
+    assert lengths and lengths == sorted(lengths, reverse=True)
     assert sorted(map(str, eval_set)) == sorted(map(str, unsorted))
 
 

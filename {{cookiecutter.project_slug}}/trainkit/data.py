@@ -55,15 +55,21 @@ def load_datasets(cfg, accelerator, tokenizer, task):
         if len(split) < accelerator.num_processes:
             count = f"{len(split)} examples once prepared"
             raise UsageError(f"The {name} split has {count}; too few to train.")
-    if "input_ids" in eval_set.column_names:
+    if lengths := token_counts(eval_set):
         # Evaluation goes longest first: batches of like lengths carry less padding (a third less
         # work on the bundled sample). No score depends on the order.
-        lengths = [len(ids) for ids in eval_set["input_ids"]]
         eval_set = eval_set.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
     sizes = f"{len(train_set)} training, {len(eval_set)} validation examples"
     labels = f"; labels {', '.join(map(str, label_names))}" if label_names else ""
     accelerator.print(f"Data: {sizes}{labels}.")
     return train_set, eval_set, label_names
+
+
+def token_counts(rows):
+    """Each row's tokens, over its columns of token ids (named *input_ids: dpo has two); [] for
+    data without them (images, tables)."""
+    columns = [rows[name] for name in rows.column_names if name.endswith("input_ids")]
+    return [sum(map(len, sequences)) for sequences in zip(*columns, strict=True)]
 
 
 def full_cache(error):

@@ -44,6 +44,24 @@ def load_tokenizer_and_config(cfg, length_option):
     return tokenizer, config
 
 
+def load_decoder_tokenizer_and_config(cfg, task_name):
+    """load_tokenizer_and_config for a decoder-only model (sft, dpo): an encoder-decoder is
+    refused, and chat_template_path replaces the tokenizer's chat template."""
+    tokenizer, config = load_tokenizer_and_config(cfg, length_option="max_length")
+    if config.is_encoder_decoder:
+        name = cfg.model_name_or_path or cfg.config_name
+        raise UsageError(
+            f"{name} is an encoder-decoder model ({config.model_type}); {task_name} needs a "
+            "decoder-only model such as GPT-2, Llama or Qwen (a seq2seq project trains this one)."
+        )
+    if cfg.chat_template_path:
+        path = Path(cfg.chat_template_path)
+        if not path.is_file():
+            raise UsageError(f"chat_template_path {path} is not a file.")
+        tokenizer.chat_template = path.read_text(encoding="utf-8")
+    return tokenizer, config
+
+
 def load_model(model_class, cfg, config, **pretrained_options):
     """Pretrained weights from model_name_or_path, or a fresh model built from `config`."""
     remote = cfg.trust_remote_code

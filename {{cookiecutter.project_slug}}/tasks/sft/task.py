@@ -25,6 +25,8 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, logits)
+    train_metrics(accelerator)           -> {name: value} logged beside the training loss, over
+                                            the updates since the last log ({} for none)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none);
                                             `model` is unwrapped, so it can generate
@@ -120,19 +122,7 @@ def data_columns(cfg):
 
 
 def load_tokenizer_and_config(cfg):
-    tokenizer, config = pretrained.load_tokenizer_and_config(cfg, length_option="max_length")
-    if config.is_encoder_decoder:
-        name = cfg.model_name_or_path or cfg.config_name
-        raise UsageError(
-            f"{name} is an encoder-decoder model ({config.model_type}); sft needs a decoder-only "
-            "model such as GPT-2, Llama or Qwen (a seq2seq project trains this one)."
-        )
-    if cfg.chat_template_path:
-        path = Path(cfg.chat_template_path)
-        if not path.is_file():
-            raise UsageError(f"chat_template_path {path} is not a file.")
-        tokenizer.chat_template = path.read_text(encoding="utf-8")
-    return tokenizer, config
+    return pretrained.load_decoder_tokenizer_and_config(cfg, NAME)
 
 
 def eval_metric_names(cfg):
@@ -244,6 +234,10 @@ def summed_losses(cfg, model, batch):
     return lm_loss.summed_losses(cfg.loss_type, model, batch["labels"], **inputs)
 
 
+def train_metrics(accelerator):
+    return {}
+
+
 def eval_predictions(cfg, model, logits, batch):
     return {}
 
@@ -259,4 +253,4 @@ def save_model(model, tokenizer, directory, state_dict):
 
 
 def predict(cfg, model, inputs, tokenizer, generation):
-    return chat.predict(cfg, model, inputs, tokenizer, generation)
+    return chat.predict(model, inputs, tokenizer, generation, cfg.dataset_text_field)

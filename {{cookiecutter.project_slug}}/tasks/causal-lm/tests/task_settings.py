@@ -22,10 +22,14 @@ WIDER_MODEL = {"n_embd": 384, "n_layer": 4, "n_inner": 1536}
 # use_peft's options (tests/test_lora.py): PEFT picks the target modules for the architecture.
 LORA_OPTIONS = {}
 
+# What a model loaded outside build_model needs to be scored (tests/test_lora.py).
+BARE_MODEL_OPTIONS = {}
+
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.
 PREDICTION_FIELDS = {"generated"}
 PLAIN_INPUTS = ["The cat", "A dog walked"]
+PLAIN_PREDICTION_FIELDS = PREDICTION_FIELDS
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.

@@ -40,10 +40,14 @@ LORA_OPTIONS = {
     "lora_modules_to_save": linear_layers()[-1],
 }
 
+# What a model loaded outside build_model needs to be scored (tests/test_lora.py).
+BARE_MODEL_OPTIONS = {}
+
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.
 PREDICTION_FIELDS = {"label", "score", "probabilities"}
 PLAIN_INPUTS = ["53.7,19.4,187.8,2390.4", "39.1,18.7,181.0,3750.0"]
+PLAIN_PREDICTION_FIELDS = PREDICTION_FIELDS
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.

@@ -25,11 +25,15 @@ WIDER_MODEL = {"hidden_size": 384, "num_hidden_layers": 4, "intermediate_size": 
 # are named: the attention's query and value projections (transformers 5 names).
 LORA_OPTIONS = {"lora_target_modules": "q_proj,v_proj"}
 
+# What a model loaded outside build_model needs to be scored (tests/test_lora.py).
+BARE_MODEL_OPTIONS = {}
+
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.
 PREDICTION_FIELDS = {"label", "score", "probabilities"}
 IMAGES = Path(__file__).resolve().parents[1] / "assets/data/images"
 PLAIN_INPUTS = [str(IMAGES / "validation/0000.png"), str(IMAGES / "validation/0001.png")]
+PLAIN_PREDICTION_FIELDS = PREDICTION_FIELDS
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.

@@ -31,10 +31,14 @@ WIDER_MODEL = {"d_model": 384, "d_ff": 1536, "num_layers": 4, "num_decoder_layer
 # use_peft's options (tests/test_lora.py): PEFT picks the target modules for the architecture.
 LORA_OPTIONS = {}
 
+# What a model loaded outside build_model needs to be scored (tests/test_lora.py).
+BARE_MODEL_OPTIONS = {}
+
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.
 PREDICTION_FIELDS = {"generated"}
 PLAIN_INPUTS = ["the cat sat on the mat all day", "rain fell on the town"]
+PLAIN_PREDICTION_FIELDS = PREDICTION_FIELDS
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.

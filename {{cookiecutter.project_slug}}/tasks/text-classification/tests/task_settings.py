@@ -21,10 +21,14 @@ WIDER_MODEL = {"hidden_size": 384, "num_hidden_layers": 4, "intermediate_size": 
 # use_peft's options (tests/test_lora.py): PEFT picks the target modules for the architecture.
 LORA_OPTIONS = {}
 
+# What a model loaded outside build_model needs to be scored (tests/test_lora.py).
+BARE_MODEL_OPTIONS = {}
+
 # predict.py (tests/test_predict.py): the fields of a prediction, and plain inputs (a .txt file's
 # lines) it answers.
 PREDICTION_FIELDS = {"label", "score", "probabilities"}
 PLAIN_INPUTS = ["what a great film", "dull and far too long"]
+PLAIN_PREDICTION_FIELDS = PREDICTION_FIELDS
 
 # (what goes wrong, options, a part of the one-sentence error); "{name}" values come from
 # task_material() or the shared material in test_errors.py.

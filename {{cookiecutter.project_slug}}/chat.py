@@ -47,11 +47,11 @@ def answer(model, tokenizer, messages, templated, stop, generation):
     return tokenizer.decode(generated[0, len(ids) :], skip_special_tokens=True).strip()
 
 
-def predict(cfg, model, inputs, tokenizer, generation):
+def predict(model, inputs, tokenizer, generation, text_field="text"):
     """predict.py's answers, one input at a time. A conversation (messages) gets its next
     assistant turn through the chat template; a last assistant message in it is left out, as
-    the answer the model should give. A prompt, a plain text or a plain string is continued
-    as it is, as prompts were trained."""
+    the answer the model should give. A prompt, a plain text (in `text_field`) or a plain
+    string is continued as it is, as prompts were trained."""
     templated = bool(tokenizer.chat_template)
     stop = [tokenizer.eos_token_id, *(turn_end(tokenizer) if templated else [])]
     said = []
@@ -62,7 +62,7 @@ def predict(cfg, model, inputs, tokenizer, generation):
                 messages = messages[:-1]
         else:
             fields = row if isinstance(row, dict) else {"prompt": row}
-            text = fields.get("prompt", fields.get(cfg.dataset_text_field))
+            text = fields.get("prompt", fields.get(text_field))
             messages, templated = [{"role": "user", "content": text}], False
         reply = answer(model, tokenizer, messages, templated, stop, generation)
         said.append({"answer": reply})
