@@ -153,6 +153,50 @@ TASK_MUTANTS = {
             "test_resume_after_sigkill_is_bit_identical",
         ),
     ],
+    "dpo": [
+        (
+            "the reference is the policy itself, not a frozen copy of its start",
+            "task.py",
+            'REFERENCE["model"] = copy.deepcopy(model)',
+            'REFERENCE["model"] = model',
+            "test_the_debug_preset_learns_to_prefer_the_chosen_answers",
+        ),
+        (
+            "the log probabilities count the prompt's tokens too",
+            "task.py",
+            "first = max(start, 1)",
+            "first = 1",
+            "test_loss_rewards_and_log_probabilities_equal_trls",
+        ),
+        (
+            "IPO on summed log ratios, not per token",
+            "task.py",
+            'ratios = ratios / (batch["labels"] != -100).sum(-1).clamp(min=1)',
+            "ratios = ratios",
+            "test_loss_rewards_and_log_probabilities_equal_trls",
+        ),
+        (
+            "the logged rewards are means of micro-batch means",
+            "task.py",
+            "sums = torch.cat([terms.sum(0), terms.new_tensor([len(terms)])])",
+            "sums = torch.cat([terms.mean(0), terms.new_tensor([1.0])])",
+            "test_training_rewards_do_not_depend_on_accumulation_and_pick_the_best",
+        ),
+        (
+            "use_peft's reference keeps the adapters on",
+            "task.py",
+            "with extract_model_from_parallel(model).disable_adapter():",
+            "with torch.no_grad():",
+            "test_lora_reference_is_the_base_with_adapters_off",
+        ),
+        (
+            "the cached reference column is keyed without the reference's seed",
+            "task.py",
+            "identity = (source, weights, cfg.seed, cfg.disable_dropout, cfg.mixed_precision)",
+            "identity = (source, weights, cfg.disable_dropout, cfg.mixed_precision)",
+            "test_a_precomputed_reference_gives_the_live_ones_numbers_and_is_computed_once",
+        ),
+    ],
     "sft": [
         (
             "packed documents see each other (the KV cache turns off transformers' packed masks)",

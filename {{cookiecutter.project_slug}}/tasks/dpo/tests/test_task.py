@@ -67,18 +67,21 @@ def pretrained(tmp_path_factory):
     return out / "final"
 
 
-@pytest.mark.parametrize("reference", ["copy", "precomputed"])
-def test_the_first_update_starts_at_ln2_with_every_reward_zero(tmp_path, reference):
+@pytest.mark.parametrize("reference", ["copy", "precomputed", "adapters off"])
+def test_the_first_update_starts_at_ln2_with_every_reward_zero(tmp_path, pretrained, reference):
     """At the first update the policy is the reference: the sigmoid loss is ln 2 and the rewards
     are 0; the log probabilities are real ones."""
     out = tmp_path / "run"
-    run_train(out, max_steps=2, precompute_ref_log_probs=str(reference == "precomputed").lower())
+    options = {"precompute_ref_log_probs": str(reference == "precomputed").lower()}
+    if reference == "adapters off":  # LoRA's B starts at zero: the adapted model is its base
+        options.update(use_peft="true", model_name_or_path=pretrained, config_name="null")
+    run_train(out, max_steps=2, **options)
     first = train_records(out)[0]
     assert abs(first["loss"] - math.log(2)) <= 1e-6
     for name in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
         assert abs(first[name]) <= 1e-6, name
     assert first["logps/chosen"] < -1 and first["logps/rejected"] < -1
-    if reference == "copy":  # bit for bit the same model: no pair's chosen reward is higher
+    if reference != "precomputed":  # the same model, bit for bit: no chosen reward is higher
         assert first["rewards/accuracies"] == 0.0
 
 
