@@ -163,7 +163,7 @@ TASK_MUTANTS = {
         ),
         (
             "the log probabilities count the prompt's tokens too",
-            "task.py",
+            "trainkit/pairs.py",
             "first = max(start, 1)",
             "first = 1",
             "test_loss_rewards_and_log_probabilities_equal_trls",
@@ -191,7 +191,7 @@ TASK_MUTANTS = {
         ),
         (
             "the cached reference column is keyed without the reference's seed",
-            "task.py",
+            "trainkit/reference.py",
             "identity = (source, weights, cfg.seed, cfg.disable_dropout, cfg.mixed_precision)",
             "identity = (source, weights, cfg.disable_dropout, cfg.mixed_precision)",
             "test_a_precomputed_reference_gives_the_live_ones_numbers_and_is_computed_once",

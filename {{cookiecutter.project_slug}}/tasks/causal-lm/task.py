@@ -23,8 +23,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, logits)
-    train_metrics(accelerator)           -> {name: value} logged beside the training loss, over
-                                            the updates since the last log ({} for none)
+    train_metrics(accelerator)           -> what the task logs beside the loss ({} for none)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none);
                                             `model` is unwrapped, so it can generate

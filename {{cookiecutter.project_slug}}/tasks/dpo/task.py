@@ -27,8 +27,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
     summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, what
                                             eval_predictions reads: here each pair's log
                                             probabilities, not logits)
-    train_metrics(accelerator)           -> {name: value} logged beside the training loss, over
-                                            the updates since the last log ({} for none)
+    train_metrics(accelerator)           -> what the task logs beside the loss ({} for none)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none)
     eval_scores(cfg, eval_loss, gathered, label_names, tokenizer)
@@ -50,9 +49,7 @@ seed) and gets the same numbers.
 """
 
 import copy
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -60,29 +57,22 @@ import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 
 import chat
-from trainkit import pretrained
-from trainkit.options import UsageError, option
-from trainkit.pairs import data_format, drop_cut_away, tokenize
+from trainkit import pairs, pretrained, reference
+from trainkit.options import option
 
 NAME = "dpo"
 # Data files are read by the datasets library (data.py): no format of its own.
 FILE_READERS = {}
-# The frozen copy of the starting weights (build_model), when there is one. Not an attribute of
-# the policy: checkpoints, the optimizer and DDP would then take it for part of the model.
+# The frozen reference model (build_model), when there is one. Not an attribute of the policy:
+# checkpoints, the optimizer and DDP would then take it for part of the model.
 REFERENCE = {}
 # Sums over the pairs trained on since the last log, for train_metrics: kept on the device, so
 # no update waits for them.
 TRAINED = {}
 # The reward metrics, in TRL's names: logged as means over pairs, in training and evaluation
 # (with eval_), in this order (reward_terms).
-REWARD_NAMES = [
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/accuracies",
-    "rewards/margins",
-    "logps/chosen",
-    "logps/rejected",
-]
+REWARD_NAMES = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"]
+REWARD_NAMES += ["logps/chosen", "logps/rejected"]
 
 
 def model_class():
@@ -94,48 +84,30 @@ def model_class():
 
 @dataclass
 class Options:
+    # TRL's names and defaults (DPOConfig); rpo_alpha and max_prompt_length are older TRL's.
     beta: float = option(
-        0.1, "How far the model may move from the reference: higher keeps it closer.", above=0
+        0.1, "How far from the reference the model may move: higher, less.", above=0
     )
     loss_type: Literal["sigmoid", "ipo", "hinge"] = option(
-        "sigmoid",
-        "sigmoid: DPO. ipo: IPO (squared, on per-token log ratios; beta is its tau). hinge: SLiC.",
+        "sigmoid", "sigmoid: DPO. ipo: IPO (on per-token log ratios; beta is its tau). hinge: SLiC."
     )
     label_smoothing: float = option(
-        0.0,
-        "sigmoid only: the share of pairs taken to be mislabelled (conservative DPO).",
-        at_least=0,
-        below=0.5,
+        0.0, "sigmoid: the share of pairs taken as mislabelled (cDPO).", at_least=0, below=0.5
     )
     rpo_alpha: float = option(
-        0.0,
-        "Weight of the chosen completion's mean token NLL added to each pair's loss (RPO); 0: "
-        "none. TRL 1.x: loss_type [sigmoid, sft] with loss_weights [1, rpo_alpha].",
-        at_least=0,
+        0.0, "Weight of the chosen answer's mean token NLL in each pair's loss (RPO).", at_least=0
     )
     max_length: int = option(1024, "Tokens of prompt and completion, each sequence.", above=0)
-    max_prompt_length: int | None = option(
-        None, "Cut longer prompts to their last N tokens first (None: no limit).", above=0
-    )
+    max_prompt_length: int | None = option(None, "Keep a prompt's last N tokens.", above=0)
     truncation_mode: Literal["keep_start", "keep_end"] = option(
-        "keep_start",
-        "keep_start: cut a long sequence's end (a pair whose prompt fills max_length is left "
-        "out). keep_end: cut the prompt's start.",
+        "keep_start", "keep_start: cut a long sequence's end. keep_end: its prompt's start."
     )
     precompute_ref_log_probs: bool = option(
-        False,
-        "Compute the reference's log probabilities once, with the data (cached), instead of a "
-        "reference forward at every step: no reference in memory while training.",
+        False, "The reference's log probabilities once, cached with the data: no reference model."
     )
-    ref_model_name_or_path: str | None = option(
-        None, "A reference other than the starting weights (same tokenizer)."
-    )
-    disable_dropout: bool = option(
-        True, "No dropout in the model: the policy's and the reference's numbers stay comparable."
-    )
-    chat_template_path: str | None = option(
-        None, "A Jinja chat template file, for a tokenizer that has none (or to replace its own)."
-    )
+    ref_model_name_or_path: str | None = option(None, "A reference other than the start.")
+    disable_dropout: bool = option(True, "No dropout: the policy's start equals the reference.")
+    chat_template_path: str | None = option(None, "A Jinja chat template file (see sft).")
 
 
 def data_columns(cfg):
@@ -144,16 +116,7 @@ def data_columns(cfg):
 
 def load_tokenizer_and_config(cfg):
     tokenizer, config = pretrained.load_decoder_tokenizer_and_config(cfg, NAME)
-    if cfg.ref_model_name_or_path:
-        from transformers import AutoTokenizer
-
-        path = cfg.ref_model_name_or_path
-        reference = pretrained.from_hub_or_directory(AutoTokenizer, path, cfg)
-        if reference.get_vocab() != tokenizer.get_vocab():
-            raise UsageError(
-                f"The reference {path} has another tokenizer than the model's: the log "
-                "probabilities of one could not be compared with the other's."
-            )
+    reference.check_same_tokenizer(cfg, tokenizer)  # a ref_model_name_or_path's
     return tokenizer, config
 
 
@@ -162,95 +125,26 @@ def eval_metric_names(cfg):
 
 
 def prepare_datasets(cfg, raw, tokenizer):
-    form = data_format(raw["train"], "train")
-    if isinstance(raw["train"][0]["chosen"], list) and not tokenizer.chat_template:
-        raise UsageError(
-            "The data holds conversations (message lists) but the tokenizer has no chat "
-            "template; give one with chat_template_path."
-        )
-    # datasets caches map() by hashing these functions and what they read: plain values, not
-    # cfg, so a change of learning_rate or output_dir reuses the cached tokens. It hashes another
-    # module's function by name only: its file's source (`code`) makes an edit count too.
-    code = Path(tokenize.__code__.co_filename).read_text()
-    tokenize_rows = functools.partial(
-        tokenize,
-        code=code,
-        tokenizer=tokenizer,
-        max_length=cfg.max_length,
-        max_prompt_length=cfg.max_prompt_length,
-        truncation_mode=cfg.truncation_mode,
-    )
-    prepared = {}
-    for split, rows in raw.items():
-        if data_format(rows, split) != form:
-            raise UsageError(
-                f"The {split} data has {data_format(rows, split)} prompts but the train data "
-                f"{form} ones: give both in one format."
-            )
-        pairs = rows.map(
-            functools.partial(tokenize_rows, split=split, form=form),
-            batched=True,
-            with_indices=True,
-            remove_columns=rows.column_names,
-            num_proc=cfg.preprocessing_num_workers,
-        )
-        prepared[split] = drop_cut_away(pairs, split, cfg.max_length)
+    prepared = pairs.prepare(
+        raw, tokenizer, cfg.max_length, cfg.max_prompt_length, cfg.truncation_mode,
+        cfg.preprocessing_num_workers,
+    )  # fmt: skip
     if cfg.precompute_ref_log_probs:
-        prepared = {split: with_reference_logps(cfg, pairs) for split, pairs in prepared.items()}
+        for split, rows in prepared.items():
+            prepared[split] = reference.with_reference_logps(cfg, rows, load_tokenizer_and_config)
     return prepared["train"], prepared["validation"], None
 
 
 def collate(cfg, rows, tokenizer, epoch):
-    """Each pair's two sequences, chosen then rejected, padded on the right: input_ids,
-    attention_mask and labels of shape (pairs, 2, length). labels[t] is the token at t + 1
-    where that token is the completion's, -100 elsewhere (prompt, padding)."""
-    length = max(len(row[f"{name}_input_ids"]) for row in rows for name in ("chosen", "rejected"))
-    shape = (len(rows), 2, length)
-    batch = {
-        "input_ids": torch.full(shape, tokenizer.pad_token_id, dtype=torch.long),
-        "attention_mask": torch.zeros(shape, dtype=torch.long),
-        "labels": torch.full(shape, -100, dtype=torch.long),
-    }
-    for i, row in enumerate(rows):
-        for j, name in enumerate(("chosen", "rejected")):
-            ids, start = row[f"{name}_input_ids"], row[f"{name}_start"]
-            batch["input_ids"][i, j, : len(ids)] = torch.tensor(ids)
-            batch["attention_mask"][i, j, : len(ids)] = 1
-            # The first completion token is predicted at the position before it.
-            first = max(start, 1)
-            batch["labels"][i, j, first - 1 : len(ids) - 1] = torch.tensor(ids[first:])
-    if "ref_logps" in rows[0]:
-        batch["ref_logps"] = torch.tensor([row["ref_logps"] for row in rows])
-    return batch
-
-
-def starting_model(cfg, config, path=None):
-    """The weights training starts from: pretrained, or built from `config` with the run's seed
-    (in a random state of its own, so the reference and the policy, built apart, are the same).
-    `path`: another starting point, the reference's; a directory that holds only a config (the
-    tiny model's) gives a fresh model from it, with the run's seed."""
-    if path and path != (cfg.model_name_or_path or cfg.config_name):
-        from transformers import AutoConfig
-
-        config = pretrained.from_hub_or_directory(AutoConfig, path, cfg)
-        weights = [*Path(path).glob("*.safetensors"), *Path(path).glob("*.bin")]
-        only_config = Path(path).is_dir() and not weights
-        cfg = copy.copy(cfg)
-        cfg.model_name_or_path = None if only_config else path
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = pretrained.load_model(model_class(), cfg, config)
-    if cfg.disable_dropout:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-    return model
+    """input_ids, attention_mask and labels of shape (pairs, 2, length): chosen, then rejected;
+    labels are -100 but on the completion's tokens (pairs.py). ref_logps where precomputed."""
+    return pairs.collate(rows, tokenizer.pad_token_id)
 
 
 def build_model(cfg, config, label_names):
     """The policy, and its reference: a frozen copy, the policy itself with adapters off
     (use_peft), another model (ref_model_name_or_path), or none in memory (precomputed)."""
-    model = starting_model(cfg, config)
+    model = reference.starting_model(cfg, config)
     REFERENCE.clear()
     TRAINED.clear()
     start = cfg.model_name_or_path or cfg.config_name
@@ -260,7 +154,7 @@ def build_model(cfg, config, label_names):
     if cfg.precompute_ref_log_probs:
         return model
     if cfg.ref_model_name_or_path != start:
-        REFERENCE["model"] = starting_model(cfg, config, cfg.ref_model_name_or_path)
+        REFERENCE["model"] = reference.starting_model(cfg, config, cfg.ref_model_name_or_path)
     elif not cfg.use_peft:
         REFERENCE["model"] = copy.deepcopy(model)
     if "model" in REFERENCE:
@@ -276,20 +170,6 @@ def count_tokens(batch):
     return int(batch["attention_mask"].sum())
 
 
-def completion_logps(model, batch):
-    """(pairs, 2): each sequence's log probability of its completion, summed over its tokens;
-    chosen and rejected go through the model in one forward."""
-    pairs = len(batch["labels"])
-    inputs = {name: batch[name].flatten(0, 1) for name in ("input_ids", "attention_mask")}
-    labels = batch["labels"].flatten(0, 1)
-    logits = model(**inputs, use_cache=False).logits
-    # In fp32 even under mixed precision: a bf16 log-softmax over the vocabulary is coarse.
-    negative = F.cross_entropy(
-        logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none"
-    )
-    return -negative.view(labels.shape).sum(1).view(pairs, 2)
-
-
 @torch.no_grad()
 def reference_logps(cfg, model, batch):
     """The reference's completion log probabilities: precomputed with the data, the frozen
@@ -297,23 +177,14 @@ def reference_logps(cfg, model, batch):
     if "ref_logps" in batch:
         return batch["ref_logps"]
     if "model" in REFERENCE:
-        return frozen_logps(cfg, REFERENCE["model"].to(batch["input_ids"].device), batch)
+        return reference.frozen_logps(cfg, REFERENCE["model"], batch)
     if not cfg.use_peft:
         raise RuntimeError(
             "No reference model: build_model makes it, or precompute_ref_log_probs brings its "
             "log probabilities with the data."
         )
     with extract_model_from_parallel(model).disable_adapter():
-        return completion_logps(model, batch)
-
-
-def frozen_logps(cfg, reference, batch):
-    """A frozen reference's completion log probabilities, under the run's mixed precision: the
-    policy runs under Accelerate's autocast, and the reference, not prepared, needs its own."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
-    device_type = batch["input_ids"].device.type
-    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-        return completion_logps(reference, batch)
+        return reference.completion_logps(model, batch)
 
 
 def pair_losses(cfg, logps, ref_logps, batch):
@@ -341,7 +212,7 @@ def summed_losses(cfg, model, batch):
     """(each pair's loss, its log probabilities [policy chosen, rejected, reference chosen,
     rejected] for evaluation's rewards). In training, also the sums train_metrics logs."""
     ref_logps = reference_logps(cfg, model, batch)
-    logps = completion_logps(model, batch)
+    logps = reference.completion_logps(model, batch)
     losses = pair_losses(cfg, logps, ref_logps, batch)
     pair_logps = torch.cat([logps.detach(), ref_logps.to(logps.dtype)], dim=1)
     if model.training:
@@ -374,46 +245,9 @@ def reward_terms(cfg, logps):
 
 def eval_scores(cfg, eval_loss, gathered, label_names, tokenizer):
     means = reward_terms(cfg, torch.tensor(gathered["logps"], dtype=torch.float64)).mean(0)
-    scores = {
-        f"eval_{name}": value for name, value in zip(REWARD_NAMES, means.tolist(), strict=True)
-    }
+    names = [f"eval_{name}" for name in REWARD_NAMES]
+    scores = dict(zip(names, means.tolist(), strict=True))
     return {"eval_loss": eval_loss, **scores}
-
-
-def with_reference_logps(cfg, pairs):
-    """The pairs with a ref_logps column (chosen, rejected) computed once by the reference.
-    datasets caches it with the tokens, keyed by them and by the reference (its source, weight
-    files, seed), so a resumed or repeated run reads it back; the reference is loaded only when
-    the cache misses."""
-    from accelerate import PartialState
-    from datasets.fingerprint import Hasher
-
-    @functools.cache
-    def reference():
-        tokenizer, config = load_tokenizer_and_config(cfg)
-        model = starting_model(cfg, config, cfg.ref_model_name_or_path)
-        return model.eval().requires_grad_(False).to(PartialState().device), tokenizer
-
-    def add_logps(rows):
-        model, tokenizer = reference()
-        listed = [dict(zip(rows, row, strict=True)) for row in zip(*rows.values(), strict=True)]
-        batch = collate(cfg, listed, tokenizer, None)
-        batch = {name: values.to(model.device) for name, values in batch.items()}
-        with torch.no_grad():
-            return {"ref_logps": frozen_logps(cfg, model, batch).cpu().tolist()}
-
-    source = cfg.ref_model_name_or_path or cfg.model_name_or_path or cfg.config_name
-    files = sorted(Path(source).glob("*")) if Path(source).is_dir() else []
-    weights = [(file.name, file.stat().st_size, file.stat().st_mtime) for file in files]
-    identity = (source, weights, cfg.seed, cfg.disable_dropout, cfg.mixed_precision)
-    fingerprint = Hasher.hash((pairs._fingerprint, identity, Path(__file__).read_text()))
-    return pairs.map(
-        add_logps,
-        batched=True,
-        batch_size=cfg.per_device_eval_batch_size,
-        new_fingerprint=fingerprint,
-        desc="Reference log probabilities",
-    )
 
 
 def save_model(model, tokenizer, directory, state_dict):
@@ -430,22 +264,11 @@ def predict(cfg, model, inputs, tokenizer, generation):
         if not (isinstance(row, dict) and "chosen" in row and "rejected" in row):
             said.extend(chat.predict(model, [row], tokenizer, generation))
             continue
-        form = "explicit" if "prompt" in row else "implicit"
-        columns = {name: [value] for name, value in row.items()}
-        pair = tokenize(
-            columns, [len(said)], "input", form, tokenizer, cfg.max_length,
-            cfg.max_prompt_length, "keep_end", code=None,
-        )  # fmt: skip
-        pair = {name: values[0] for name, values in pair.items()}
+        pair = pairs.one_pair(row, tokenizer, cfg.max_length, cfg.max_prompt_length)
         batch = {k: v.to(model.device) for k, v in collate(cfg, [pair], tokenizer, None).items()}
         with torch.no_grad():
-            chosen, rejected = completion_logps(model, batch)[0].tolist()
-        said.append(
-            {
-                "preferred": "chosen" if chosen >= rejected else "rejected",
-                "margin": chosen - rejected,
-                "logps_chosen": chosen,
-                "logps_rejected": rejected,
-            }
-        )
+            chosen, rejected = reference.completion_logps(model, batch)[0].tolist()
+        logps = {"logps_chosen": chosen, "logps_rejected": rejected}
+        preferred = "chosen" if chosen >= rejected else "rejected"
+        said.append({"preferred": preferred, "margin": chosen - rejected, **logps})
     return said

@@ -24,8 +24,7 @@ module. A new task is a folder with a task.py that defines the same names (and i
     target_counts(batch)                 -> each sample's number of targets (LongTensor [batch])
     count_tokens(batch)                  -> input positions in the batch, for throughput and MFU
     summed_losses(cfg, model, batch)     -> (each sample's loss summed over its targets, logits)
-    train_metrics(accelerator)           -> {name: value} logged beside the training loss, over
-                                            the updates since the last log ({} for none)
+    train_metrics(accelerator)           -> what the task logs beside the loss ({} for none)
     eval_predictions(cfg, model, logits, batch)
                                          -> per-sample tensors evaluation gathers ({} for none);
                                             `model` is unwrapped, so it can generate
@@ -76,9 +75,7 @@ class Options:
     )
     max_seq_length: int = option(128, "Sentences are truncated to this many sub-tokens.", above=0)
     label_all_tokens: bool = option(
-        False,
-        "Train on every sub-token of a word (B- tags continue as I-). false: only a word's first "
-        "sub-token carries its tag. Scores always count words.",
+        False, "Train every sub-token of a word (B- as I-); false: its first. Scores count words."
     )
     metrics: str = option(
         "metrics/seqeval",
@@ -104,9 +101,7 @@ def load_metric(names):
     # evaluate is imported only when a run evaluates: it is slow to import.
     import evaluate
 
-    paths = [
-        str(Path(name).resolve()) if Path(name).is_dir() else name for name in names.split(",")
-    ]
+    paths = [str(Path(n).resolve()) if Path(n).is_dir() else n for n in names.split(",")]
     return evaluate.combine(paths)
 
 

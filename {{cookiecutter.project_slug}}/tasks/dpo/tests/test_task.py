@@ -25,6 +25,7 @@ from conftest import (
 
 import task
 from config import Config
+from trainkit import reference as reference_model
 from trainkit.checkpoints import checkpoint_dirs
 from trainkit.cli import parse_args
 
@@ -50,7 +51,7 @@ def prepared(cfg, tokenizer, rows):
 def tiny_models(cfg, seed=1, scale=0.05):
     """The tiny model as built for training (the reference), and a policy moved away from it."""
     tokenizer, config = task.load_tokenizer_and_config(cfg)
-    reference = task.starting_model(cfg, config).eval()
+    reference = reference_model.starting_model(cfg, config).eval()
     policy = copy.deepcopy(reference)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -143,8 +144,8 @@ def test_lora_reference_is_the_base_with_adapters_off(pretrained):
     base = task.model_class().from_pretrained(pretrained).eval()
     with torch.no_grad():
         through_disabled = task.reference_logps(cfg, adapted, batch)
-        separate = task.completion_logps(base, batch)
-        policy = task.completion_logps(adapted, batch)
+        separate = reference_model.completion_logps(base, batch)
+        policy = reference_model.completion_logps(adapted, batch)
     torch.testing.assert_close(through_disabled, separate, rtol=1e-6, atol=1e-6)
     assert (policy - separate).abs().max() > 1e-3, "the adapters change the log probabilities"
 
@@ -210,7 +211,7 @@ def test_loss_rewards_and_log_probabilities_equal_trls(tmp_path, loss):
             assert ours[f"{name}_input_ids"] == theirs["prompt_ids"] + theirs[f"{name}_ids"]
             assert ours[f"{name}_start"] == len(theirs["prompt_ids"])
     batch = task.collate(cfg, list(pairs), tokenizer, None)
-    batch["ref_logps"] = task.completion_logps(reference, batch).detach()
+    batch["ref_logps"] = reference_model.completion_logps(reference, batch).detach()
     policy.train()
     with torch.no_grad():
         pair_losses, logps = task.summed_losses(cfg, policy, batch)

@@ -12,11 +12,55 @@ whose prompt fills max_length has no completion left; it is left out, and counte
 the prompt's start instead. max_prompt_length cuts a long prompt's start first.
 """
 
+import functools
+from pathlib import Path
+
+import torch
 from accelerate import PartialState
 
 from trainkit.options import UsageError
 
 ROLES = ("system", "user", "assistant", "tool")
+
+
+def prepare(raw, tokenizer, max_length, max_prompt_length, truncation_mode, num_proc):
+    """{split: its pairs, tokenized}, every split in the train split's format; pairs that
+    keep_start cut to their prompt are left out and counted."""
+    form = data_format(raw["train"], "train")
+    if isinstance(raw["train"][0]["chosen"], list) and not tokenizer.chat_template:
+        raise UsageError(
+            "The data holds conversations (message lists) but the tokenizer has no chat "
+            "template; give one with chat_template_path."
+        )
+    # datasets caches map() by hashing the function and what it reads: plain values, not the
+    # run's config, so a change of learning_rate reuses the cached tokens. It hashes a function
+    # by name only: this file's source (`code`) makes an edit count too.
+    options = {"max_prompt_length": max_prompt_length, "truncation_mode": truncation_mode}
+    code = Path(__file__).read_text()
+    prepared = {}
+    for split, rows in raw.items():
+        if data_format(rows, split) != form:
+            raise UsageError(
+                f"The {split} data has {data_format(rows, split)} prompts but the train data "
+                f"{form} ones: give both in one format."
+            )
+        pairs = rows.map(
+            functools.partial(
+                tokenize,
+                split=split,
+                form=form,
+                tokenizer=tokenizer,
+                max_length=max_length,
+                code=code,
+                **options,
+            ),  # fmt: skip
+            batched=True,
+            with_indices=True,
+            remove_columns=rows.column_names,
+            num_proc=num_proc,
+        )
+        prepared[split] = drop_cut_away(pairs, split, max_length)
+    return prepared
 
 
 def data_format(rows, split):
@@ -149,3 +193,38 @@ def drop_cut_away(pairs, split, max_length):
             lambda flags: [not flag for flag in flags], input_columns="dropped", batched=True
         )
     return pairs.remove_columns("dropped")
+
+
+def collate(rows, pad_token_id):
+    """Each pair's two sequences, chosen then rejected, padded on the right: input_ids,
+    attention_mask and labels of shape (pairs, 2, length). labels[t] is the token at t + 1
+    where that token is the completion's, -100 elsewhere (prompt, padding)."""
+    length = max(len(row[f"{name}_input_ids"]) for row in rows for name in ("chosen", "rejected"))
+    shape = (len(rows), 2, length)
+    batch = {
+        "input_ids": torch.full(shape, pad_token_id, dtype=torch.long),
+        "attention_mask": torch.zeros(shape, dtype=torch.long),
+        "labels": torch.full(shape, -100, dtype=torch.long),
+    }
+    for i, row in enumerate(rows):
+        for j, name in enumerate(("chosen", "rejected")):
+            ids, start = row[f"{name}_input_ids"], row[f"{name}_start"]
+            batch["input_ids"][i, j, : len(ids)] = torch.tensor(ids)
+            batch["attention_mask"][i, j, : len(ids)] = 1
+            # The first completion token is predicted at the position before it.
+            first = max(start, 1)
+            batch["labels"][i, j, first - 1 : len(ids) - 1] = torch.tensor(ids[first:])
+    if "ref_logps" in rows[0]:
+        batch["ref_logps"] = torch.tensor([row["ref_logps"] for row in rows])
+    return batch
+
+
+def one_pair(row, tokenizer, max_length, max_prompt_length):
+    """A pair of predict.py's inputs (any training format) as collate takes it; a long one
+    keeps its end."""
+    columns = {name: [value] for name, value in row.items()}
+    form = "explicit" if "prompt" in row else "implicit"
+    pair = tokenize(
+        columns, [0], "input", form, tokenizer, max_length, max_prompt_length, "keep_end", None
+    )
+    return {name: values[0] for name, values in pair.items()}
