@@ -29,6 +29,7 @@ CONTRACT = (
     "target_counts",
     "count_tokens",
     "summed_losses",
+    "train_metrics",
     "eval_predictions",
     "eval_scores",
     "save_model",

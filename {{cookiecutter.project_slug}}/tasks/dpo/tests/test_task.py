@@ -87,7 +87,8 @@ def test_the_first_update_starts_at_ln2_with_every_reward_zero(tmp_path, pretrai
 
 
 def test_a_precomputed_reference_gives_the_live_ones_numbers_and_is_computed_once(tmp_path):
-    """The same losses, rewards and evaluations; a second run reads the cached column."""
+    """The same losses, rewards and evaluations; a second run reads the cached column, a run
+    from other starting weights does not."""
     # A seed of its own: the cache key includes it, so the first run cannot find a cached
     # column from an earlier test session.
     options = {"max_steps": 6, "eval_strategy": "steps", "eval_steps": 3}
@@ -102,6 +103,11 @@ def test_a_precomputed_reference_gives_the_live_ones_numbers_and_is_computed_onc
         assert_close_values(losses(tmp_path / "live"), losses(tmp_path / run), 1e-5, "loss")
         for a, b in zip(eval_records(tmp_path / "live"), eval_records(tmp_path / run), strict=True):
             assert_close_values(a, b, 1e-5, "eval")
+    # Another seed starts from other weights: their column, not the first run's.
+    options["seed"] += 1
+    other = run_train(tmp_path / "other", precompute_ref_log_probs="true", **options)
+    assert "Reference log probabilities" in other.stderr, "read the other reference's column"
+    assert abs(train_records(tmp_path / "other")[0]["loss"] - math.log(2)) <= 1e-6
 
 
 @pytest.mark.slow
@@ -309,7 +315,9 @@ def test_training_rewards_do_not_depend_on_accumulation_and_pick_the_best(tmp_pa
         "save_strategy": "steps",
         "save_steps": 3,
         "load_best_model_at_end": "true",
-        "max_train_samples": 48,
+        # 54 pairs: an epoch's last update holds micro-batches of 4 and 2 (a mean of their
+        # means would weigh the 2 like the 4).
+        "max_train_samples": 54,
     }
     run_train(tmp_path / "big", per_device_train_batch_size=12, **best)
     run_train(
