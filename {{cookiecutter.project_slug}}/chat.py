@@ -50,19 +50,20 @@ def answer(model, tokenizer, messages, templated, stop, generation):
 def predict(model, inputs, tokenizer, generation, text_field="text"):
     """predict.py's answers, one input at a time. A conversation (messages) gets its next
     assistant turn through the chat template; a last assistant message in it is left out, as
-    the answer the model should give. A prompt, a plain text (in `text_field`) or a plain
-    string is continued as it is, as prompts were trained."""
+    the answer the model should give; so does a prompt that is a conversation (dpo's). A
+    prompt, a plain text (in `text_field`) or a plain string is continued as it is, as prompts
+    were trained."""
     templated = bool(tokenizer.chat_template)
     stop = [tokenizer.eos_token_id, *(turn_end(tokenizer) if templated else [])]
     said = []
     for row in inputs:
-        if isinstance(row, dict) and "messages" in row:
-            messages, templated = row["messages"], True
+        fields = row if isinstance(row, dict) else {"prompt": row}
+        text = fields.get("prompt") or fields.get(text_field)
+        if fields.get("messages") or isinstance(text, list):  # a conversation (dpo: its prompt)
+            messages, templated = fields.get("messages") or text, True
             if messages[-1]["role"] == "assistant":
                 messages = messages[:-1]
         else:
-            fields = row if isinstance(row, dict) else {"prompt": row}
-            text = fields.get("prompt", fields.get(text_field))
             messages, templated = [{"role": "user", "content": text}], False
         reply = answer(model, tokenizer, messages, templated, stop, generation)
         said.append({"answer": reply})

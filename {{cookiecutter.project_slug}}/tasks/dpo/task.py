@@ -41,11 +41,8 @@ module. A new task is a folder with a task.py that defines the same names (and i
 A sample here is a pair, and its loss is one number: the pair is its own single target, so the
 loop's mean over targets is the mean over pairs, whatever the accumulation and process count.
 
-The reference model is the policy's starting weights, frozen: a copy made by build_model, the
-base model with its adapters switched off under use_peft (no second copy), or nothing in memory
-with precompute_ref_log_probs (its log probabilities are computed once, with the data, and cached
-there). It is never checkpointed: a resumed run rebuilds it from the same weights (or the same
-seed) and gets the same numbers.
+The reference is the starting weights, frozen (build_model): a copy, the base with adapters off
+(use_peft), or precomputed log probabilities. Never checkpointed: a resume rebuilds it.
 """
 
 import copy
@@ -58,7 +55,7 @@ from accelerate.utils import extract_model_from_parallel
 
 import chat
 from trainkit import pairs, pretrained, reference
-from trainkit.options import option
+from trainkit.options import UsageError, option
 
 NAME = "dpo"
 # Data files are read by the datasets library (data.py): no format of its own.
@@ -115,6 +112,8 @@ def data_columns(cfg):
 
 
 def load_tokenizer_and_config(cfg):
+    if cfg.label_smoothing and cfg.loss_type != "sigmoid":
+        raise UsageError(f"label_smoothing is sigmoid's (conservative DPO), not {cfg.loss_type}'s.")
     tokenizer, config = pretrained.load_decoder_tokenizer_and_config(cfg, NAME)
     reference.check_same_tokenizer(cfg, tokenizer)  # a ref_model_name_or_path's
     return tokenizer, config
@@ -256,9 +255,13 @@ def save_model(model, tokenizer, directory, state_dict):
 
 
 def predict(cfg, model, inputs, tokenizer, generation):
-    """A pair (prompt, chosen, rejected, in any training format) gets which completion the model
-    prefers and by how much: the margin of their log probabilities, each summed over the
-    completion's tokens. Anything else goes to chat.py for an answer."""
+    """A pair (prompt, chosen, rejected, in any training format) gets the completion the model
+    prefers, by DPO's implicit reward: beta times its log ratio to the run's reference (margin:
+    chosen's reward minus rejected's), and both log probabilities. Anything else goes to
+    chat.py for an answer."""
+    if not REFERENCE and not cfg.use_peft:  # precomputed in training: needed now
+        path = cfg.ref_model_name_or_path
+        REFERENCE["model"] = reference.starting_model(cfg, None, path).eval().to(model.device)
     said = []
     for row in inputs:
         if not (isinstance(row, dict) and "chosen" in row and "rejected" in row):
@@ -267,8 +270,9 @@ def predict(cfg, model, inputs, tokenizer, generation):
         pair = pairs.one_pair(row, tokenizer, cfg.max_length, cfg.max_prompt_length)
         batch = {k: v.to(model.device) for k, v in collate(cfg, [pair], tokenizer, None).items()}
         with torch.no_grad():
-            chosen, rejected = reference.completion_logps(model, batch)[0].tolist()
-        logps = {"logps_chosen": chosen, "logps_rejected": rejected}
-        preferred = "chosen" if chosen >= rejected else "rejected"
-        said.append({"preferred": preferred, "margin": chosen - rejected, **logps})
+            logps = [reference.completion_logps(model, batch), reference_logps(cfg, model, batch)]
+        chosen, rejected, _, margin, *policy = reward_terms(cfg, torch.cat(logps, 1))[0].tolist()
+        preferred = "chosen" if margin >= 0 else "rejected"
+        said.append({"preferred": preferred, "margin": margin, "rewards": [chosen, rejected]})
+        said[-1]["logps"] = policy  # the model's own, summed over each completion's tokens
     return said

@@ -33,7 +33,7 @@ BARE_MODEL_OPTIONS = {"precompute_ref_log_probs": "true"}
 
 # predict.py (tests/test_predict.py): the fields of a prediction of a pair, and plain inputs (a
 # .txt file's lines) it answers.
-PREDICTION_FIELDS = {"preferred", "margin", "logps_chosen", "logps_rejected"}
+PREDICTION_FIELDS = {"preferred", "margin", "rewards", "logps"}
 PLAIN_INPUTS = ["What does the cat say?", "What does the cow eat?"]
 PLAIN_PREDICTION_FIELDS = {"answer"}  # a plain input is a prompt: chat.py answers it
 
@@ -83,6 +83,17 @@ TASK_ERROR_ROWS = [
         "too few to train",
     ),
     ("an unknown loss", {"loss_type": "kto"}, "must be one of sigmoid, ipo, hinge"),
+    (
+        "label smoothing with a loss that has none",
+        {"loss_type": "ipo", "label_smoothing": 0.1},
+        "label_smoothing is sigmoid's (conservative DPO), not ipo's.",
+    ),
+    (
+        "train and validation in different formats",
+        {"validation_file": "{implicit_pairs}"},
+        "has no prompt: give every row the train data's columns.",
+    ),
+    ("a length beyond the model", {"max_length": 100_000}, "exceeds the model's 1024 positions"),
     ("label smoothing of one half", {"label_smoothing": 0.5}, "label_smoothing must be"),
     (
         "an encoder-decoder model",
@@ -134,6 +145,10 @@ def task_material(root):
         "no_assistant": write_jsonl(root / "no-assistant.jsonl", no_assistant),
         "unknown_role": write_jsonl(root / "robot.jsonl", robot),
         "mixed_kinds": write_jsonl(root / "mixed.jsonl", mixed),
+        "implicit_pairs": write_jsonl(
+            root / "implicit.jsonl",
+            [{k: r["prompt"] + r[k] for k in ("chosen", "rejected")} for r in good],
+        ),
         "no_template_tokenizer": root / "no-template",
         "other_tokenizer_model": root / "other-tokenizer",
         "encoder_decoder_model": root / "t5",

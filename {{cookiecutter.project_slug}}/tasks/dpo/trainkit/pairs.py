@@ -90,6 +90,9 @@ def shared_prompt(chosen, rejected):
 def check_pair(prompt, chosen, rejected, where):
     """One sentence for a pair that cannot train: mixed kinds, bad messages, no assistant turn,
     or chosen equal to rejected."""
+    for name, part in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
+        if part is None:  # a column other rows have, or the other split's (one schema)
+            raise UsageError(f"{where} has no {name}: give every row the train data's columns.")
     texts = [isinstance(part, str) for part in (prompt, chosen, rejected)]
     if any(texts) and not all(texts):
         raise UsageError(
