@@ -129,8 +129,7 @@ def prepare_datasets(cfg, raw, tokenizer):
         cfg.preprocessing_num_workers,
     )  # fmt: skip
     if cfg.precompute_ref_log_probs:
-        for split, rows in prepared.items():
-            prepared[split] = reference.with_reference_logps(cfg, rows, load_tokenizer_and_config)
+        prepared = reference.with_reference_logps(cfg, prepared, load_tokenizer_and_config)
     return prepared["train"], prepared["validation"], None
 
 

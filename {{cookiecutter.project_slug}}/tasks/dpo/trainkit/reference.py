@@ -74,11 +74,13 @@ def frozen_logps(cfg, reference, batch):
         return completion_logps(reference.to(batch["input_ids"].device), batch)
 
 
-def with_reference_logps(cfg, split, load_tokenizer_and_config):
-    """The split's pairs with a ref_logps column (chosen, rejected) computed once by the
-    reference. datasets caches it with the tokens, keyed by them and by the reference (its
-    source, its files, the seed), so a resumed or repeated run reads it back; the reference is
-    loaded only when the cache misses."""
+def with_reference_logps(cfg, splits, load_tokenizer_and_config):
+    """{split: its pairs with a ref_logps column (chosen, rejected)}, computed once by the
+    reference. datasets caches the column with the tokens, keyed by them and by the reference
+    (its source, its files, the seed), so a resumed or repeated run reads it back; the
+    reference is loaded only when the cache misses, once for every split, and let go after.
+    Batches of per_device_train_batch_size pairs, as TRL's default: a batch's logits, (pairs x 2
+    x length x vocabulary) floats, are the peak of memory here."""
     from accelerate import PartialState
     from datasets.fingerprint import Hasher
 
@@ -99,11 +101,16 @@ def with_reference_logps(cfg, split, load_tokenizer_and_config):
     files = sorted(Path(source).glob("*")) if Path(source).is_dir() else []
     weights = [(file.name, file.stat().st_size, file.stat().st_mtime) for file in files]
     identity = (source, weights, cfg.seed, cfg.disable_dropout, cfg.mixed_precision)
-    fingerprint = Hasher.hash((split._fingerprint, identity, Path(__file__).read_text()))
-    return split.map(
-        add_logps,
-        batched=True,
-        batch_size=cfg.per_device_eval_batch_size,
-        new_fingerprint=fingerprint,
-        desc="Reference log probabilities",
-    )
+    code = Path(__file__).read_text()
+    with_logps = {
+        name: split.map(
+            add_logps,
+            batched=True,
+            batch_size=cfg.per_device_train_batch_size,
+            new_fingerprint=Hasher.hash((split._fingerprint, identity, code)),
+            desc="Reference log probabilities",
+        )
+        for name, split in splits.items()
+    }
+    reference.cache_clear()  # the reference's memory back before the policy is built
+    return with_logps
