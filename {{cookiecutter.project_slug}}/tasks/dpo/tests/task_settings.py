@@ -103,14 +103,10 @@ TASK_ERROR_ROWS = [
 ]
 
 
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
 def task_material(root):
     """Data files with each mistake, a tokenizer without a chat template, a model whose tokenizer
     differs, and an encoder-decoder model's config."""
+    from conftest import write_rows as write_jsonl  # imported here: conftest imports this file
     from transformers import AutoTokenizer, T5Config
 
     project = Path(__file__).resolve().parents[1]
