@@ -509,7 +509,7 @@ def test_two_projects_install_side_by_side(bake, tmp_path):
     "answer, sentence",
     [
         ("project_slug=my-proj", "The answer project_slug='my-proj' is not a usable Python package name"),
-        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, sft, dpo, text-"),
+        ("task=summarization", "The answer task='summarization' is not allowed; choose one of causal-lm, sft, dpo"),
         ("dataset=missing.csv", "The answer dataset='missing.csv' is not a file"),
     ],
     ids=["bad-slug", "unknown-task", "missing-dataset"],
