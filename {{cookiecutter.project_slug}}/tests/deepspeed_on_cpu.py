@@ -28,6 +28,10 @@ from accelerate.utils import DeepSpeedPlugin, DistributedType  # noqa: E402
 from trainkit import processes  # noqa: E402
 
 start_processes = processes.start_processes
+# On CPU, DeepSpeed compiles a shared-memory all-reduce (C++, about a minute, both cores) the
+# first time it starts communication. Only its inference_all_reduce uses it; training's
+# collectives go over the gloo process group. Marked unavailable, it is neither built nor used.
+deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def start_deepspeed_processes(cfg):
