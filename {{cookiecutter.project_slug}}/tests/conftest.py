@@ -254,7 +254,11 @@ def descendants(pid):
     """Every process below `pid` (Linux: /proc; elsewhere none are found)."""
     found, parents = [], [pid]
     while parents:
-        for task in Path(f"/proc/{parents.pop()}/task").glob("*"):
+        try:
+            tasks = list(Path(f"/proc/{parents.pop()}/task").iterdir())
+        except OSError:  # it ended between its parent's listing and this one
+            continue
+        for task in tasks:
             with contextlib.suppress(OSError):
                 children = [int(child) for child in (task / "children").read_text().split()]
                 found += children
