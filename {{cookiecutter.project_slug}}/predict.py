@@ -34,7 +34,7 @@ from config import Config
 from train import evaluate
 from trainkit import cli, data, lora
 from trainkit.options import UsageError
-from trainkit.processes import start_processes
+from trainkit.processes import exit_process, start_processes
 
 
 def run_config(target):
@@ -192,8 +192,9 @@ def main(argv):
             print(f"error: {error}", file=sys.stderr)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-        sys.exit(2)
+        exit_process(2)
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_process(0)  # not through Python's teardown where processes ran: processes.py says why

@@ -33,7 +33,7 @@ from trainkit.batching import epoch_micro_batches, update_windows
 from trainkit.data import load_datasets
 from trainkit.optim import build_optimizer, set_learning_rate
 from trainkit.options import UsageError, check_metric_for_best_model
-from trainkit.processes import StopRequests, fit_fsdp_wrapping, start_processes
+from trainkit.processes import StopRequests, exit_process, fit_fsdp_wrapping, start_processes
 from trainkit.report import write as report_classes
 
 # Tokenizer threads and data-loader worker processes can deadlock each other.
@@ -356,3 +356,4 @@ def main(argv):
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_process(0)  # not through Python's teardown where processes ran: processes.py says why

@@ -360,6 +360,24 @@ def test_an_error_on_two_processes_is_one_sentence(tmp_path):
 
 
 @pytest.mark.loop
+@pytest.mark.parametrize("world_size, teardown", [("2", False), ("1", True)])
+def test_a_process_of_several_exits_without_pythons_teardown(world_size, teardown):
+    """train.py and predict.py end through exit_process: one of several processes skips the
+    interpreter's teardown (where gloo's threads aborted a finished run, about 1 in 50), with its
+    status and its printed lines; a single process exits as sys.exit does."""
+    script = (
+        "import atexit; from trainkit.processes import exit_process; "
+        "atexit.register(print, 'teardown ran'); print('done', flush=False); exit_process(3)"
+    )
+    env = {**environment(), "WORLD_SIZE": world_size}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.splitlines() == ["done"] + ["teardown ran"] * teardown
+
+
+@pytest.mark.loop
 def test_max_steps_winning_over_epochs_is_said(capsys):
     from trainkit import cli
 

@@ -26,6 +26,7 @@ import yaml
 
 from trainkit.checkpoints import checkpoint_dirs, no_space, output_dir_lock
 from trainkit.options import UsageError, check_bounds
+from trainkit.processes import exit_process
 
 # The project directory: the kit's parent.
 PROJECT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def run(train, config_class, argv):
         # Leaving with the process group open aborts the process (and shows the launcher a crash).
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-        sys.exit(2)
+        exit_process(2)
 
 
 def parse_args(argv, config_class):
