@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: template tests, which bake projects and run each project's own tests
 # (including the 2-process and kill/resume runs). Extra arguments go to pytest.
-# About 23 minutes on an idle 2-core machine (docs/testing.md); the generated suites
+# About 18 minutes on an idle 2-core machine (docs/testing.md); the generated suites
 # print a line per test as they go (from build/test-logs/), so a long wait is visibly progress.
 set -euo pipefail
 cd "$(dirname "$0")/.."

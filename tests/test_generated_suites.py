@@ -56,7 +56,8 @@ KERNEL_BLIND = [
 # Measured: the other-machine jobs started beside the loop's took 2 min 44 s and 5 min 6 s
 # (stop 27), beside the task jobs 1 min 46 s and 2 min 13 s (stop 26). Stop 34: run last and
 # alone, the 3-thread job took over 3 minutes, the run about 27 in all (3 threads on 2 cores), so
-# it now starts third, beside the loop job's end and the task jobs; the 1-thread job stays last.
+# it now starts third; with its threads waiting passively it took 1 min 51 s there, the whole
+# run 18 min 18 s (2026-12-07); the 1-thread job stays last.
 MACHINE_JOBS = [
     (job, "text-classification", "slow or not slow", COMPARING + KERNEL_BLIND, env) for job, env in OTHER_MACHINES
 ]
