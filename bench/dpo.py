@@ -64,6 +64,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 TEMPLATE = BENCH.parent
 sys.path.insert(0, str(BENCH))
+from benchmark import bake  # noqa: E402
 from sft import DECODER  # noqa: E402  (the sft row's model: one shape for both benchmarks)
 
 COMMON = {
@@ -77,16 +78,6 @@ ROWS = {
 }
 LORA = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 CONTENDERS = ("train.py", "DPOTrainer")
-
-
-def bake(root):
-    cookiecutter = Path(sys.executable).with_name("cookiecutter")
-    subprocess.run(
-        [str(cookiecutter), "--no-input", "-o", str(root), str(TEMPLATE), "task=dpo"],
-        check=True,
-        capture_output=True,
-    )
-    return next(root.iterdir())
 
 
 def prepare(project, root, count):
@@ -373,7 +364,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="bench-dpo-")
     root = Path(tmp)
     args.template = template_version()
-    project = bake(root / "project")
+    project = bake("dpo", root)
     pairs = args.updates * COMMON["per_device_train_batch_size"]
     model_dir, train_file = prepare(project, root, pairs)
     ours = our_tokens(project, model_dir, train_file)

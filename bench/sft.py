@@ -47,8 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark import bake
+
 BENCH = Path(__file__).resolve().parent
-TEMPLATE = BENCH.parent
 DECODER = {
     "vocab_size": 50257, "n_positions": 1024, "n_embd": 512, "n_layer": 6, "n_head": 8,
     "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
@@ -64,16 +65,6 @@ CONTENDERS_OF = {"lora": ("train.py packed", "train.py LoRA")}
 # The vocab-50k row: the long-tailed model and data in rows of 1,024 tokens, nll vs chunked_nll.
 ROWS["vocab-50k"] = {**ROWS["long-tailed"], "max_length": 1024}
 CONTENDERS_OF["vocab-50k"] = ("train.py packed", "train.py chunked")
-
-
-def bake(root):
-    cookiecutter = Path(sys.executable).with_name("cookiecutter")
-    subprocess.run(
-        [str(cookiecutter), "--no-input", "-o", str(root), str(TEMPLATE), "task=sft"],
-        check=True,
-        capture_output=True,
-    )
-    return next(root.iterdir())
 
 
 def prepare(row, project, root):
@@ -259,7 +250,7 @@ def main():
     results, tokens = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        project = bake(root / "project")
+        project = bake("sft", root)
         for row in args.rows.split(","):
             model_dir, train_file, tokens[row] = prepare(row, project, root)
             for repeat in range(args.repeats):
