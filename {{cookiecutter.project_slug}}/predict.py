@@ -190,8 +190,6 @@ def main(argv):
     except UsageError as error:
         if os.environ.get("RANK", "0") == "0":  # one message, not one per process
             print(f"error: {error}", file=sys.stderr)
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
         exit_process(2)
 
 

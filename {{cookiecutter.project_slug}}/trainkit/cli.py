@@ -21,7 +21,6 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-import torch
 import yaml
 
 from trainkit.checkpoints import checkpoint_dirs, no_space, output_dir_lock
@@ -68,9 +67,6 @@ def run(train, config_class, argv):
         # One message, not one per process.
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)
-        # Leaving with the process group open aborts the process (and shows the launcher a crash).
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
         exit_process(2)
 
 

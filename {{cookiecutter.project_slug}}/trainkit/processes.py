@@ -133,11 +133,14 @@ def keep_freed_cpu_memory(device):
 
 
 def exit_process(status):
-    """Exit with `status` once the process group is destroyed. One of several processes exits
-    without Python's teardown: gloo's worker threads may still be letting go of the last
-    collective's tensors, which takes the GIL, and in teardown Python ends such a thread, which
-    aborts the process ("terminate called without an active exception") and fails the launch of a
-    finished run (1 in about 50 two-process predict.py runs on a busy 2-core machine)."""
+    """Destroy the process group if it is still open (leaving with it open aborts the process),
+    then exit with `status`. One of several processes exits without Python's teardown: gloo's
+    worker threads may still be letting go of the last collective's tensors, which takes the GIL,
+    and in teardown Python ends such a thread, which aborts the process ("terminate called
+    without an active exception") and fails the launch of a finished run (1 in about 50
+    two-process predict.py runs on a busy 2-core machine)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         logging.shutdown()
         sys.stdout.flush()
